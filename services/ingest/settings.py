@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    ingest_port: int = Field(default=8000, description="HTTP port of the Tracking API.")
+    dedupe_hours: int = Field(
+        default=48, ge=24, description="How long an accepted messageId is remembered per source."
+    )
+    max_inflight_requests: int = Field(
+        default=256, ge=1, description="Requests waiting on Kafka at once before answering 429."
+    )
+    produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 429/503.")
+    write_key_cache_seconds: float = Field(default=10.0, ge=0)
+    storefront_consumer: bool = Field(
+        default=True, description="Consume the storefront.events topic."
+    )

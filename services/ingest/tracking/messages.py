@@ -1,0 +1,260 @@
+"""The Segment Tracking API messages, as pydantic v2 models.
+
+One model per call (track, identify, page, screen, alias, group) plus :class:`BatchBody`.
+Field names are snake_case with Segment's camelCase as the alias, so
+``TrackMessage.model_validate(body)`` takes the JSON as clients send it.
+
+What is accepted, and how:
+
+- ``userId``, ``anonymousId``, ``previousId``, ``groupId`` and ``messageId`` may be strings
+  or numbers (Segment allows numeric ids); numbers become strings (``42`` → ``"42"``). An
+  empty or blank string counts as absent, as the Segment libraries treat it.
+- Dates (``timestamp``, ``sentAt``, ``originalTimestamp``) are ISO 8601 strings; an offset is
+  honoured, a date without one is UTC; every parsed date is UTC-aware.
+- ``context``, ``properties``, ``traits``, ``integrations``: JSON objects; ``null`` is ``{}``.
+- Unknown top-level fields are accepted and ignored (they never reach the envelope).
+- ``messageId``: Segment clients always send one. When it is missing anyway it is derived:
+  ``"auto-"`` + the first 32 hex digits of SHA-256 of the message's canonical JSON (keys
+  sorted, ``sentAt`` and ``writeKey`` left out, ``type`` set to the call), so a client that
+  retries the same message gets the same id and the retry is deduplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+
+from services.ingest.tracking.errors import field_error, show
+from shared.envelope import CallType
+
+CALL_TYPES: Final[tuple[CallType, ...]] = ("track", "identify", "page", "screen", "alias", "group")
+
+#: Fields left out of the hash of a derived ``messageId``: they change on every retry.
+_VOLATILE: Final = frozenset({"sentAt", "writeKey"})
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def _segment_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value and not value.isspace() else None
+    if isinstance(value, bool):
+        raise field_error("must be a string or number, got {got}", got=show(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise field_error("must be a string or number, got {got}", got=show(value))
+
+
+def _timestamp(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return as_utc(datetime.fromisoformat(value))
+        except ValueError:
+            pass
+    elif isinstance(value, datetime):  # Python callers
+        return as_utc(value)
+    raise field_error("is not an ISO 8601 date: {got}", got=show(value))
+
+
+def _json_object(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value  # JSON objects have string keys; no copy on the hot path
+    raise field_error("must be an object, got {got}", got=show(value))
+
+
+def _optional_string(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise field_error("must be a string, got {got}", got=show(value))
+
+
+def _non_empty_string(value: object) -> str:
+    if isinstance(value, str) and value and not value.isspace():
+        return value
+    raise field_error("must be a non-empty string, got {got}", got=show(value))
+
+
+SegmentId = Annotated[
+    str | None, PlainValidator(_segment_id, json_schema_input_type=str | int | None)
+]
+Timestamp = Annotated[
+    datetime | None, PlainValidator(_timestamp, json_schema_input_type=datetime | None)
+]
+JsonObject = Annotated[
+    dict[str, Any], PlainValidator(_json_object, json_schema_input_type=dict[str, Any] | None)
+]
+OptionalString = Annotated[
+    str | None, PlainValidator(_optional_string, json_schema_input_type=str | None)
+]
+NonEmptyString = Annotated[str, PlainValidator(_non_empty_string, json_schema_input_type=str)]
+
+
+def derive_message_id(raw: dict[str, Any], call: str) -> str:
+    """The stable ``messageId`` of a message that came without one (see the module doc)."""
+    canonical = {k: v for k, v in raw.items() if k not in _VOLATILE}
+    canonical["type"] = call
+    try:
+        encoded = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # not JSON-encodable: only Python callers can get here
+        encoded = repr(sorted(canonical.items(), key=lambda kv: str(kv[0]))).encode()
+    return "auto-" + hashlib.sha256(encoded).hexdigest()[:32]
+
+
+class SegmentMessage(BaseModel):
+    """Fields every Tracking API call has."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    call: ClassVar[CallType]
+
+    message_id: SegmentId = Field(default=None, alias="messageId")
+    user_id: SegmentId = Field(default=None, alias="userId")
+    anonymous_id: SegmentId = Field(default=None, alias="anonymousId")
+    timestamp: Timestamp = None
+    sent_at: Timestamp = Field(default=None, alias="sentAt")
+    original_timestamp: Timestamp = Field(default=None, alias="originalTimestamp")
+    context: JsonObject = Field(default_factory=dict)
+    integrations: JsonObject = Field(default_factory=dict)
+    write_key: OptionalString = Field(default=None, alias="writeKey")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ensure_message_id(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            current = data.get("messageId")
+            if current is None or (isinstance(current, str) and (not current or current.isspace())):
+                return {**data, "messageId": derive_message_id(data, cls.call)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> Self:
+        self._require_customer()
+        return self
+
+    def _require_customer(self) -> None:
+        if self.user_id is None and self.anonymous_id is None:
+            raise field_error("userId or anonymousId is required")
+
+    @property
+    def customer_key(self) -> str:
+        """``userId`` if present, else ``anonymousId``."""
+        key = self.user_id if self.user_id is not None else self.anonymous_id
+        assert key is not None  # guaranteed by validation
+        return key
+
+    @property
+    def id(self) -> str:
+        """The ``messageId`` (sent or derived; always present after validation)."""
+        assert self.message_id is not None
+        return self.message_id
+
+
+class TrackMessage(SegmentMessage):
+    call: ClassVar[CallType] = "track"
+    type: Literal["track"] = "track"
+    event: NonEmptyString
+    properties: JsonObject = Field(default_factory=dict)
+
+
+class IdentifyMessage(SegmentMessage):
+    call: ClassVar[CallType] = "identify"
+    type: Literal["identify"] = "identify"
+    traits: JsonObject = Field(default_factory=dict)
+
+
+class PageMessage(SegmentMessage):
+    call: ClassVar[CallType] = "page"
+    type: Literal["page"] = "page"
+    name: OptionalString = None
+    category: OptionalString = None
+    properties: JsonObject = Field(default_factory=dict)
+
+
+class ScreenMessage(SegmentMessage):
+    call: ClassVar[CallType] = "screen"
+    type: Literal["screen"] = "screen"
+    name: OptionalString = None
+    category: OptionalString = None
+    properties: JsonObject = Field(default_factory=dict)
+
+
+class AliasMessage(SegmentMessage):
+    """``userId`` is the new id, ``previousId`` the one it replaces; both required."""
+
+    call: ClassVar[CallType] = "alias"
+    type: Literal["alias"] = "alias"
+    previous_id: SegmentId = Field(default=None, alias="previousId")
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> Self:
+        if self.user_id is None:
+            raise field_error("userId is required")
+        if self.previous_id is None:
+            raise field_error("previousId is required")
+        return self
+
+
+class GroupMessage(SegmentMessage):
+    call: ClassVar[CallType] = "group"
+    type: Literal["group"] = "group"
+    group_id: SegmentId = Field(default=None, alias="groupId")
+    traits: JsonObject = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> Self:
+        self._require_customer()
+        if self.group_id is None:
+            raise field_error("groupId is required")
+        return self
+
+
+AnyMessage = (
+    TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | AliasMessage | GroupMessage
+)
+#: For OpenAPI documents: a batch member, discriminated by ``type``.
+Message = Annotated[AnyMessage, Field(discriminator="type")]
+
+MESSAGE_MODELS: Final[dict[str, type[AnyMessage]]] = {
+    "track": TrackMessage,
+    "identify": IdentifyMessage,
+    "page": PageMessage,
+    "screen": ScreenMessage,
+    "alias": AliasMessage,
+    "group": GroupMessage,
+}
+
+
+class BatchBody(BaseModel):
+    """``POST /v1/batch``: messages, plus a ``context`` merged into each message's context
+    and a ``sentAt`` used by members that have none of their own.
+
+    Members stay raw here: each is validated on its own, so one bad member rejects only itself.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    batch: list[Any]
+    context: JsonObject = Field(default_factory=dict)
+    sent_at: Timestamp = Field(default=None, alias="sentAt")
+    write_key: OptionalString = Field(default=None, alias="writeKey")
+    integrations: JsonObject = Field(default_factory=dict)

@@ -1,0 +1,113 @@
+"""Versioned records that travel between the services over Kafka.
+
+Every record is JSON with a ``type`` discriminator and a ``version``; consumers decode with
+:func:`decode_event`, :func:`decode_action_topic` or :func:`decode_dead_letter` and get a
+pydantic model or a :class:`pydantic.ValidationError`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+CallType = Literal["track", "identify", "page", "screen", "alias", "group"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class EventV1(_Record):
+    """A validated, normalized storefront message on ``clm.events`` (key = ``customer_key``)."""
+
+    type: Literal["event"] = "event"
+    version: Literal[1] = 1
+    event_id: UUID = Field(description="uuid5 of (source, message_id): stable across retries")
+    source: str = Field(description="the write key's source (storefront) name")
+    message_id: str
+    customer_key: str = Field(description="userId if present, else anonymousId")
+    call: CallType = Field(description="the Segment call: track, identify, page, …")
+    event: str | None = Field(default=None, description="track event name, or page/screen name")
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = Field(default=None, description="alias: the id being merged")
+    group_id: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime = Field(description="event time after clock-skew correction (UTC)")
+    original_timestamp: datetime | None = Field(
+        default=None, description="the timestamp the client sent, uncorrected"
+    )
+    sent_at: datetime | None = None
+    received_at: datetime
+
+
+class ActionV1(_Record):
+    """An action for the messenger on ``clm.actions`` (key = ``customer_key``).
+
+    ``data`` is the webhook ``data`` object of the contract, ready to deliver.
+    """
+
+    type: Literal["action"] = "action"
+    version: Literal[1] = 1
+    action_id: str = Field(description="'act_' + uuid5 of (run, step): the webhook-id")
+    customer_key: str
+    channel: str
+    destination: str | None = Field(default=None, description="destination id named by the step")
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ErasureV1(_Record):
+    """A customer was erased: consumers purge what they hold for ``customer_key``."""
+
+    type: Literal["erasure"] = "erasure"
+    version: Literal[1] = 1
+    customer_key: str
+    erasure_id: UUID
+    requested_at: datetime
+
+
+ActionTopicRecord = Annotated[ActionV1 | ErasureV1, Field(discriminator="type")]
+
+
+class DeadLetterV1(_Record):
+    """Rejected input with its reason, on ``clm.dead-letters``. Nothing is dropped silently."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    version: Literal[1] = 1
+    service: str = Field(description="the service that rejected it")
+    origin: str = Field(description="'http' or the Kafka topic the record came from")
+    source: str | None = Field(default=None, description="write key source, when known")
+    partition: int | None = None
+    offset: int | None = None
+    index: int | None = Field(default=None, description="index within a batch, when any")
+    code: str
+    reason: str
+    payload: str = Field(description="the rejected input as received (UTF-8, lossy)")
+    rejected_at: datetime
+
+
+_EVENT = TypeAdapter(EventV1)
+_ACTION_TOPIC: TypeAdapter[ActionV1 | ErasureV1] = TypeAdapter(ActionTopicRecord)
+_DEAD_LETTER = TypeAdapter(DeadLetterV1)
+
+
+def decode_event(raw: bytes) -> EventV1:
+    return _EVENT.validate_json(raw)
+
+
+def decode_action_topic(raw: bytes) -> ActionV1 | ErasureV1:
+    return _ACTION_TOPIC.validate_json(raw)
+
+
+def decode_dead_letter(raw: bytes) -> DeadLetterV1:
+    return _DEAD_LETTER.validate_json(raw)
