@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 CallType = Literal["track", "identify", "page", "screen", "alias", "group"]
@@ -21,7 +20,7 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return self.__pydantic_serializer__.to_json(self)
 
 
 class EventV1(_Record):

@@ -6,10 +6,10 @@ background jobs, which drain and commit before the process exits.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
 from shared.kafka.admin import ensure_topics
@@ -53,7 +53,9 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=20,
             lifespan="on",
+            loop="none",
+            http="httptools",
         )
         await uvicorn.Server(config).serve()
 
-    asyncio.run(main())
+    uvloop.run(main())
