@@ -1,0 +1,105 @@
+"""The working context of one step: the state being built, the inputs given, the effects so far.
+
+It owns the small bookkeeping every decision needs (timers in state and as effects, the
+condition views), so the decision modules stay about decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.envelope import EventV1
+
+from .conditions import Condition, all_match
+from .effects import CancelTimer, CustomerSnapshot, Effect, SetTimer
+from .inputs import TimerKind
+from .lifecycle import LifecycleModel
+from .ruleset import RuleSet
+from .state import CustomerState, PendingTimer
+
+
+@dataclass
+class StepContext:
+    state: CustomerState
+    rules: RuleSet
+    lifecycle: LifecycleModel
+    now: datetime
+    effects: list[Effect] = field(default_factory=list)
+    _profile_view: dict[str, Any] | None = None
+
+    @property
+    def customer_key(self) -> str:
+        return self.state.customer_key
+
+    def set_timer(
+        self,
+        timer_id: str,
+        due_at: datetime,
+        kind: TimerKind,
+        *,
+        run_id: str | None = None,
+        rule_key: str | None = None,
+    ) -> None:
+        self.state.timers[timer_id] = PendingTimer(
+            timer_id=timer_id, kind=kind, due_at=due_at, run_id=run_id, rule_key=rule_key
+        )
+        self.effects.append(
+            SetTimer(
+                customer_key=self.customer_key,
+                timer_id=timer_id,
+                due_at=due_at,
+                kind=kind,
+                run_id=run_id,
+                rule_key=rule_key,
+            )
+        )
+
+    def cancel_timer(self, timer_id: str | None) -> None:
+        if timer_id is not None and self.state.timers.pop(timer_id, None) is not None:
+            self.effects.append(CancelTimer(customer_key=self.customer_key, timer_id=timer_id))
+
+    def invalidate_views(self) -> None:
+        """Call after the profile or stage changed."""
+        self._profile_view = None
+
+    def profile_view(self) -> dict[str, Any]:
+        """``profile.*`` as conditions see it: the profile plus its stage."""
+        if self._profile_view is None:
+            view = self.state.profile.model_dump(mode="json", exclude={"order_log"})
+            view["stage"] = self.state.stage
+            view["stage_entered_at"] = (
+                self.state.stage_entered_at.isoformat() if self.state.stage_entered_at else None
+            )
+            view["cart"]["value"] = self.state.profile.cart.value
+            view["known"] = self.state.profile.known
+            self._profile_view = view
+        return self._profile_view
+
+    def matches(self, conditions: list[Condition], event: EventV1 | None = None) -> bool:
+        if not conditions:
+            return True
+        data: dict[str, Any] = {"profile": self.profile_view()}
+        if event is not None:
+            data["event"] = event.model_dump(mode="json")
+        return all_match(conditions, data)
+
+    def snapshot(self) -> CustomerSnapshot:
+        profile = self.state.profile
+        return CustomerSnapshot(
+            id=profile.user_id or self.customer_key,
+            email=profile.email,
+            phone=profile.phone,
+            traits=dict(profile.traits),
+            stage=self.state.stage,
+        )
+
+    def cart(self) -> dict[str, Any]:
+        cart = self.state.profile.cart
+        return {
+            "products": [
+                item.model_dump(mode="json", exclude={"added_at"}) for item in cart.products
+            ],
+            "value": cart.value,
+        }

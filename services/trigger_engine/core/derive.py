@@ -1,0 +1,52 @@
+"""Everything the core derives by hashing, so that a replay lands on the same ids and buckets.
+
+Ids use :func:`shared.ids.derive_id` (uuid5). Holdout buckets use SHA-256 rather than
+``hash()``, which Python salts per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from shared.ids import derive_id
+
+
+def run_id(rule_key: str, rule_version: int, customer_key: str, trigger_message_id: str) -> str:
+    return str(derive_id("run", rule_key, rule_version, customer_key, trigger_message_id))
+
+
+def action_id(run: str, step_index: int) -> str:
+    """The webhook-id of a send: the same on every retry and replay."""
+    return "act_" + str(derive_id("action", run, step_index))
+
+
+def step_timer_id(run: str, step_index: int) -> str:
+    return str(derive_id("timer", "step", run, step_index))
+
+
+def inactivity_timer_id(
+    customer_key: str, rule_key: str, rule_version: int, last_seen_at: datetime
+) -> str:
+    return str(
+        derive_id("timer", "inactivity", customer_key, rule_key, rule_version, _iso(last_seen_at))
+    )
+
+
+def stage_timer_id(customer_key: str, due_at: datetime) -> str:
+    return str(derive_id("timer", "stage", customer_key, _iso(due_at)))
+
+
+def stage_message_id(from_stage: str | None, to_stage: str, at: datetime) -> str:
+    """The trigger message id of a stage change (there is no storefront message for it)."""
+    return f"stage:{from_stage or '-'}>{to_stage}@{_iso(at)}"
+
+
+def holdout_bucket(rule_key: str, customer_key: str) -> float:
+    """A stable number in [0, 100) per (rule, customer); below ``holdout_percent`` = held out."""
+    digest = hashlib.sha256(f"holdout\x1f{rule_key}\x1f{customer_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 / 100
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()

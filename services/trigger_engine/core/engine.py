@@ -1,0 +1,130 @@
+"""``step``: the engine's whole decision logic as one pure function.
+
+    new_state, effects = step(state, input, rules=..., lifecycle=..., now=...)
+
+The I/O layer calls it once per input for one customer, then, in one transaction, stores
+``new_state`` and applies ``effects`` (timers, outbox rows for actions, stage history, run
+stats), all keyed by derived ids so a replay writes nothing new. ``now`` is the processing
+clock (wall clock live, virtual in back-tests); event time is ``EventV1.timestamp``.
+
+Stage changes are handled inside the call: ``step`` derives the ``StageChanged`` and starts
+the stage-triggered rules itself (one level deep, since runs never alter the profile).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final, NamedTuple
+
+from shared.envelope import EventV1
+
+from . import inactivity, runs, stages
+from .context import StepContext
+from .effects import Effect, TriggerRef
+from .inputs import TimerFired
+from .lifecycle import LifecycleModel
+from .profile import apply_event
+from .rules import EventTrigger
+from .ruleset import RuleSet
+from .state import RECENT_EVENT_IDS, CustomerState, PendingTimer
+
+#: Finished runs are kept this long past their goal deadline so a late goal event counts.
+LATE_GOAL_GRACE: Final = timedelta(days=1)
+
+
+class StepResult(NamedTuple):
+    state: CustomerState
+    effects: list[Effect]
+
+
+def step(
+    state: CustomerState,
+    input: EventV1 | TimerFired,
+    *,
+    rules: RuleSet,
+    lifecycle: LifecycleModel,
+    now: datetime,
+) -> StepResult:
+    """Apply one input to one customer's state; ``state`` itself is not modified.
+
+    No-ops (same state, no effects): an event already seen (by ``event_id``), a timer no
+    longer pending (fired or cancelled), a timer fired before its ``due_at``. A fired timer
+    is looked up by ``timer_id`` in the state; its other fields are informational.
+    All datetimes are timezone-aware.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    if isinstance(input, EventV1):
+        if str(input.event_id) in state.recent_event_ids:
+            return StepResult(state, [])
+    else:
+        pending = state.timers.get(input.timer_id)
+        if pending is None or now < pending.due_at:
+            return StepResult(state, [])
+    ctx = StepContext(state=state.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now)
+    if isinstance(input, EventV1):
+        _on_event(ctx, input)
+    else:
+        _on_timer(ctx, ctx.state.timers.pop(input.timer_id))
+    stages.reschedule_timer(ctx)
+    inactivity.prune(ctx)
+    prune_runs(ctx)
+    return StepResult(ctx.state, ctx.effects)
+
+
+def _on_event(ctx: StepContext, event: EventV1) -> None:
+    state = ctx.state
+    state.recent_event_ids = [*state.recent_event_ids, str(event.event_id)][-RECENT_EVENT_IDS:]
+    stages.catch_up(ctx, until=min(event.timestamp, ctx.now))
+    orders_before = state.profile.orders
+    state.profile = apply_event(state.profile, event)
+    ctx.invalidate_views()
+    runs.on_event(ctx, event)
+    inactivity.on_event(ctx, event)
+    stages.update(
+        ctx,
+        evaluated_at=ctx.now,
+        at=event.timestamp,
+        cause="event",
+        event=event,
+        orders_before=orders_before,
+    )
+    for rule in ctx.rules.active():
+        trigger = rule.trigger
+        if (
+            isinstance(trigger, EventTrigger)
+            and trigger.event == event.event
+            and ctx.matches(trigger.where, event)
+        ):
+            ref = TriggerRef(type="event", event=event.event, message_id=event.message_id)
+            runs.try_start(ctx, rule, ref, at=event.timestamp)
+
+
+def _on_timer(ctx: StepContext, timer: PendingTimer) -> None:
+    state = ctx.state
+    if timer.kind == "stage":
+        state.stage_timer_id = None
+    stages.catch_up(ctx, until=ctx.now)
+    if timer.kind == "step" and timer.run_id is not None:
+        run = state.runs.get(timer.run_id)
+        if run is not None and run.status == "active" and run.timer_id == timer.timer_id:
+            runs.on_step_timer(ctx, run, due_at=timer.due_at)
+    elif timer.kind == "inactivity":
+        inactivity.on_timer(ctx, timer)
+    stages.update(ctx, evaluated_at=ctx.now, at=ctx.now, cause="time")
+
+
+def prune_runs(ctx: StepContext) -> None:
+    """Forget finished runs once no goal can still convert them."""
+    state = ctx.state
+    for run_id in sorted(state.runs):
+        run = state.runs[run_id]
+        if run.status == "active":
+            continue
+        window_open = (
+            run.goal_deadline is not None
+            and not run.converted
+            and ctx.now <= run.goal_deadline + LATE_GOAL_GRACE
+        )
+        if not window_open:
+            del state.runs[run_id]

@@ -1,0 +1,277 @@
+"""Lifecycle stages: an ordered list of stage definitions, first match wins.
+
+A stage matches when all its criteria hold. Criteria are either *metric* comparisons on the
+profile (``orders >= 5``) or *elapsed-time* checks on a profile timestamp (``last_order_at``
+at least ``P90D`` ago). Only elapsed-time criteria depend on the clock, and each flips
+exactly once at ``anchor + duration``; that is what makes :func:`next_stage_change_at`
+exact, so the I/O layer can set one durable timer instead of polling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from .durations import Duration
+from .profile import Profile
+
+Metric = Literal[
+    "orders",
+    "revenue",
+    "aov",
+    "cart_adds",
+    "checkouts",
+    "cart_activity",
+    "open_cart_items",
+    "nps_responses",
+    "known",
+    "identified",
+]
+Anchor = Literal["last_order_at", "first_order_at", "last_seen_at", "first_seen_at"]
+
+METRICS: Final[dict[str, Callable[[Profile], float | bool]]] = {
+    "orders": lambda p: p.orders,
+    "revenue": lambda p: p.revenue,
+    "aov": lambda p: p.aov,
+    "cart_adds": lambda p: p.cart_adds,
+    "checkouts": lambda p: p.checkouts,
+    "cart_activity": lambda p: p.cart_adds + p.checkouts,
+    "open_cart_items": lambda p: sum(item.quantity for item in p.cart.products),
+    "nps_responses": lambda p: len(p.nps),
+    "known": lambda p: p.known,
+    "identified": lambda p: p.user_id is not None,
+}
+
+#: Stages whose customers count as reactivated when they buy again, if a model has them.
+DORMANT_STAGES: Final = ("lapsed", "at_risk")
+
+DEFAULT_STAGE_NAMES: Final = (
+    "lapsed",
+    "at_risk",
+    "loyal",
+    "repeat",
+    "first_time",
+    "engaged",
+    "prospect",
+    "visitor",
+)
+
+
+class MetricCriterion(BaseModel):
+    """``{"metric": "orders", "op": "gte", "value": 5}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Metric
+    op: Literal["eq", "ne", "gt", "gte", "lt", "lte"]
+    value: bool | int | float
+
+    def holds(self, profile: Profile) -> bool:
+        actual = METRICS[self.metric](profile)
+        ops: dict[str, Callable[[Any, Any], bool]] = {
+            "eq": lambda a, b: a == b,
+            "ne": lambda a, b: a != b,
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+        }
+        return ops[self.op](actual, self.value)
+
+
+class ElapsedCriterion(BaseModel):
+    """``{"since": "last_order_at", "at_least": "P90D"}`` or ``..., "less_than": "P30D"``.
+
+    False while the anchor timestamp is unset (a customer who never ordered has no
+    "days since last order").
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: Anchor
+    at_least: Duration | None = None
+    less_than: Duration | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ElapsedCriterion:
+        if (self.at_least is None) == (self.less_than is None):
+            raise ValueError("give exactly one of 'at_least' or 'less_than'")
+        return self
+
+    def boundary(self, profile: Profile) -> datetime | None:
+        """The instant this criterion flips, or None without an anchor."""
+        anchor: datetime | None = getattr(profile, self.since)
+        if anchor is None:
+            return None
+        return anchor + (self.at_least or self.less_than or timedelta(0))
+
+    def holds(self, profile: Profile, now: datetime) -> bool:
+        flip = self.boundary(profile)
+        if flip is None:
+            return False
+        return now >= flip if self.at_least is not None else now < flip
+
+
+def _criterion_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "metric" if "metric" in value else "since" if "since" in value else None
+    return "metric" if isinstance(value, MetricCriterion) else "since"
+
+
+Criterion = Annotated[
+    Annotated[MetricCriterion, Tag("metric")] | Annotated[ElapsedCriterion, Tag("since")],
+    Discriminator(
+        _criterion_tag,
+        custom_error_type="criterion",
+        custom_error_message="a criterion needs either 'metric' or 'since'",
+    ),
+]
+
+
+class StageDef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    description: str = ""
+    when: list[Criterion] = Field(default_factory=list)
+
+    def matches(self, profile: Profile, now: datetime) -> bool:
+        return all(
+            c.holds(profile, now) if isinstance(c, ElapsedCriterion) else c.holds(profile)
+            for c in self.when
+        )
+
+
+class LifecycleModel(BaseModel):
+    """Ordered stage definitions (``GET/PUT /v1/lifecycle``); first match wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stages: list[StageDef] = Field(min_length=1)
+    reactivation_from: list[str] = Field(
+        default_factory=list,
+        description="a purchase that moves a customer out of these stages is a reactivation "
+        "(default: lapsed and at_risk, where the model has them)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_reactivation(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reactivation_from" not in data:
+            stages = data.get("stages")
+            names = (
+                {s.get("name") for s in stages if isinstance(s, dict)}
+                if isinstance(stages, list)
+                else set()
+            )
+            data = {**data, "reactivation_from": [n for n in DORMANT_STAGES if n in names]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> LifecycleModel:
+        names = [stage.name for stage in self.stages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate stage names: {', '.join(duplicates)}")
+        if self.stages[-1].when:
+            raise ValueError(
+                f"the last stage ({self.stages[-1].name!r}) must have no criteria, "
+                "so that every customer has a stage"
+            )
+        unknown = [n for n in self.reactivation_from if n not in names]
+        if unknown:
+            raise ValueError(f"reactivation_from names unknown stages: {', '.join(unknown)}")
+        return self
+
+    def stage_names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
+
+
+def default_lifecycle(
+    *,
+    lapsed_after: timedelta = timedelta(days=180),
+    at_risk_after: timedelta = timedelta(days=90),
+    loyal_orders: int = 5,
+    repeat_orders: int = 2,
+) -> LifecycleModel:
+    """The contract's default stages, with its thresholds as keyword arguments."""
+    bought: dict[str, Any] = {"metric": "orders", "op": "gte", "value": 1}
+    never_bought: dict[str, Any] = {"metric": "orders", "op": "eq", "value": 0}
+    return LifecycleModel.model_validate(
+        {
+            "stages": [
+                {
+                    "name": "lapsed",
+                    "description": "bought before, nothing for a long time",
+                    "when": [bought, {"since": "last_order_at", "at_least": lapsed_after}],
+                },
+                {
+                    "name": "at_risk",
+                    "description": "bought before, nothing for a while",
+                    "when": [bought, {"since": "last_order_at", "at_least": at_risk_after}],
+                },
+                {
+                    "name": "loyal",
+                    "when": [{"metric": "orders", "op": "gte", "value": loyal_orders}],
+                },
+                {
+                    "name": "repeat",
+                    "when": [{"metric": "orders", "op": "gte", "value": repeat_orders}],
+                },
+                {"name": "first_time", "when": [bought]},
+                {
+                    "name": "engaged",
+                    "description": "added to cart or checked out, never bought",
+                    "when": [never_bought, {"metric": "cart_activity", "op": "gte", "value": 1}],
+                },
+                {
+                    "name": "prospect",
+                    "description": "known (email or phone), never bought",
+                    "when": [never_bought, {"metric": "known", "op": "eq", "value": True}],
+                },
+                {"name": "visitor", "description": "anonymous, never bought"},
+            ]
+        }
+    )
+
+
+def next_stage(model: LifecycleModel, profile: Profile, *, now: datetime) -> str:
+    """The first stage whose criteria all hold at ``now``."""
+    for stage in model.stages:
+        if stage.matches(profile, now):
+            return stage.name
+    return model.stages[-1].name  # unreachable: the last stage has no criteria
+
+
+def boundaries(model: LifecycleModel, profile: Profile) -> list[datetime]:
+    """Every instant at which some elapsed-time criterion of ``model`` flips, ascending.
+
+    The stage can change by time alone only at these instants.
+    """
+    return sorted(
+        {
+            flip
+            for stage in model.stages
+            for criterion in stage.when
+            if isinstance(criterion, ElapsedCriterion)
+            and (flip := criterion.boundary(profile)) is not None
+        }
+    )
+
+
+def next_stage_change_at(
+    model: LifecycleModel, profile: Profile, *, now: datetime
+) -> datetime | None:
+    """When time alone would next change the stage (strictly after ``now``), or None.
+
+    Elapsed criteria flip only at their boundaries, so the stage is constant between
+    consecutive boundaries: checking each future boundary in order is exact.
+    """
+    current = next_stage(model, profile, now=now)
+    for instant in boundaries(model, profile):
+        if instant > now and next_stage(model, profile, now=instant) != current:
+            return instant
+    return None

@@ -1,0 +1,77 @@
+"""Folding an anonymous customer into a known one (``identify`` / ``alias``).
+
+The I/O layer decides *when* (an event names both a user id and an anonymous id, or an
+alias's ``previous_id``, whose state exists under the other key); this decides *what*: the
+profile merges (open cart and counts carry over), runs in flight carry over unless the
+known customer is already in the same rule, and the anonymous pending timers move to the
+known customer (re-announced as ``SetTimer`` with the known key: ``SetTimer`` is an upsert
+by ``timer_id``). Afterwards the I/O layer deletes the anonymous state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from . import inactivity, runs, stages
+from .context import StepContext
+from .effects import CancelTimer
+from .engine import StepResult, prune_runs
+from .lifecycle import LifecycleModel
+from .profile import merge
+from .ruleset import RuleSet
+from .state import RECENT_EVENT_IDS, CustomerState
+
+
+def merge_states(
+    known: CustomerState,
+    anonymous: CustomerState,
+    *,
+    rules: RuleSet,
+    lifecycle: LifecycleModel,
+    now: datetime,
+) -> StepResult:
+    """The known customer's state with ``anonymous`` folded in; neither input is modified."""
+    ctx = StepContext(state=known.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now)
+    anon = anonymous.model_copy(deep=True)
+    state = ctx.state
+    orders_before = state.profile.orders
+    state.profile = merge(state.profile, anon.profile)
+    ctx.invalidate_views()
+    for timer in sorted(anon.timers.values(), key=lambda t: t.timer_id):
+        if timer.kind == "stage":
+            ctx.effects.append(CancelTimer(customer_key=anon.customer_key, timer_id=timer.timer_id))
+        else:
+            ctx.set_timer(
+                timer.timer_id,
+                timer.due_at,
+                timer.kind,
+                run_id=timer.run_id,
+                rule_key=timer.rule_key,
+            )
+    for run_id in sorted(anon.runs):
+        run = anon.runs[run_id]
+        if run_id in state.runs:
+            continue
+        state.runs[run_id] = run
+        if run.status == "active":
+            others = [r for r in state.runs.values() if r is not run and r.rule_key == run.rule_key]
+            if any(other.status == "active" for other in others):
+                runs.exit_run(ctx, run, "merged", at=now)
+                del state.runs[run_id]
+    for key, clock in sorted(anon.inactivity.items()):
+        mine = state.inactivity.get(key)
+        if mine is None or clock.last_seen_at > mine.last_seen_at:
+            if mine is not None:
+                ctx.cancel_timer(mine.timer_id)
+            state.inactivity[key] = clock
+        else:
+            ctx.cancel_timer(clock.timer_id)
+    for key, at in anon.last_entry.items():
+        state.last_entry[key] = max(at, state.last_entry.get(key, at))
+    seen = dict.fromkeys([*anon.recent_event_ids, *state.recent_event_ids])
+    state.recent_event_ids = list(seen)[-RECENT_EVENT_IDS:]
+    stages.update(ctx, evaluated_at=now, at=now, cause="merge", orders_before=orders_before)
+    stages.reschedule_timer(ctx)
+    inactivity.prune(ctx)
+    prune_runs(ctx)
+    return StepResult(ctx.state, ctx.effects)

@@ -1,0 +1,272 @@
+"""A customer's profile and the pure fold that builds it from events.
+
+The profile is what rules and stages look at: identity, traits (email, phone, timezone,
+consent, anything ``identify`` sent), order metrics, the open cart and NPS answers. Metrics
+are derived from ``order_log`` (one record per ``order_id``) so a duplicate, refunded or
+cancelled order can never be counted twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.envelope import EventV1
+
+#: NPS answers kept per profile: enough for "latest score" and recent trends.
+MAX_NPS_ANSWERS: Final = 20
+
+
+class CartItem(BaseModel):
+    """One line of the open cart; ``added_at`` lets an order clear only what came before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str | None = None
+    sku: str | None = None
+    name: str | None = None
+    price: float | None = None
+    quantity: int = 1
+    added_at: datetime
+
+    def same_product(self, other: CartItem) -> bool:
+        if self.product_id is not None or other.product_id is not None:
+            return self.product_id == other.product_id
+        return self.sku == other.sku and self.name == other.name
+
+
+class Cart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[CartItem] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+    @property
+    def value(self) -> float:
+        return round(sum((item.price or 0.0) * item.quantity for item in self.products), 2)
+
+
+class OrderRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    total: float
+    at: datetime
+    refunded: float = 0.0
+    cancelled: bool = False
+
+
+class NpsAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = Field(ge=0, le=10)
+    at: datetime
+
+
+class Profile(BaseModel):
+    """Everything the engine knows about one customer (JSON-serializable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_key: str
+    user_id: str | None = None
+    anonymous_ids: list[str] = Field(default_factory=list)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    orders: int = 0
+    revenue: float = 0.0
+    aov: float = 0.0
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    cart_adds: int = 0
+    checkouts: int = 0
+    cart: Cart = Field(default_factory=Cart)
+    nps: list[NpsAnswer] = Field(default_factory=list)
+    order_log: dict[str, OrderRecord] = Field(default_factory=dict)
+
+    @property
+    def email(self) -> str | None:
+        return _text(self.traits.get("email"))
+
+    @property
+    def phone(self) -> str | None:
+        return _text(self.traits.get("phone"))
+
+    @property
+    def known(self) -> bool:
+        """Reachable: we have an email address or a phone number."""
+        return self.email is not None or self.phone is not None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_id(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    return str(value) if isinstance(value, str | int | float) else None
+
+
+def _amount(properties: dict[str, Any]) -> float | None:
+    """Order amount as the Segment spec names it: ``total``, then ``revenue``, then products."""
+    for name in ("total", "revenue", "value"):
+        amount = _number(properties.get(name))
+        if amount is not None:
+            return amount
+    products = properties.get("products")
+    if isinstance(products, list) and products:
+        return sum(
+            (_number(p.get("price")) or 0.0) * (_number(p.get("quantity")) or 1.0)
+            for p in products
+            if isinstance(p, dict)
+        )
+    return None
+
+
+def _cart_item(properties: dict[str, Any], at: datetime) -> CartItem:
+    quantity = _number(properties.get("quantity"))
+    return CartItem(
+        product_id=_str_id(properties.get("product_id")),
+        sku=_str_id(properties.get("sku")),
+        name=_text(properties.get("name")),
+        price=_number(properties.get("price")),
+        quantity=max(1, int(quantity)) if quantity is not None else 1,
+        added_at=at,
+    )
+
+
+def recompute_metrics(profile: Profile) -> None:
+    """Derive order metrics from ``order_log`` (in place; callers own a copy)."""
+    live = [order for order in profile.order_log.values() if not order.cancelled]
+    profile.orders = len(live)
+    profile.revenue = round(sum(max(0.0, o.total - o.refunded) for o in live), 2)
+    profile.aov = round(profile.revenue / profile.orders, 2) if profile.orders else 0.0
+    profile.first_order_at = min((o.at for o in live), default=None)
+    profile.last_order_at = max((o.at for o in live), default=None)
+
+
+def _add_to_cart(profile: Profile, item: CartItem) -> None:
+    for line in profile.cart.products:
+        if line.same_product(item):
+            line.quantity += item.quantity
+            line.added_at = max(line.added_at, item.added_at)
+            if item.price is not None:
+                line.price = item.price
+            return
+    profile.cart.products.append(item)
+
+
+def _remove_from_cart(profile: Profile, item: CartItem, quantity_given: bool) -> None:
+    for line in profile.cart.products:
+        if line.same_product(item):
+            line.quantity = line.quantity - item.quantity if quantity_given else 0
+    profile.cart.products = [line for line in profile.cart.products if line.quantity > 0]
+
+
+def _clear_cart_before(profile: Profile, at: datetime) -> None:
+    """An order empties the cart as it was then; later additions stay open."""
+    profile.cart.products = [line for line in profile.cart.products if line.added_at > at]
+
+
+def _apply_identity(profile: Profile, event: EventV1) -> None:
+    if event.user_id:
+        profile.user_id = event.user_id
+    for anon in (event.anonymous_id, event.previous_id):
+        if anon and anon != profile.user_id and anon not in profile.anonymous_ids:
+            profile.anonymous_ids.append(anon)
+    context_traits = event.context.get("traits")
+    if isinstance(context_traits, dict):
+        profile.traits.update(context_traits)
+    if event.call == "identify":
+        profile.traits.update(event.traits)
+    else:
+        profile.traits.update({k: v for k, v in event.traits.items() if v is not None})
+
+
+def _apply_commerce(profile: Profile, event: EventV1) -> None:
+    at, props, name = event.timestamp, event.properties, event.event
+    order_id = _str_id(props.get("order_id"))
+    if name == "Product Added":
+        profile.cart_adds += 1
+        if profile.last_order_at is None or at > profile.last_order_at:
+            _add_to_cart(profile, _cart_item(props, at))
+            profile.cart.updated_at = max(at, profile.cart.updated_at or at)
+    elif name == "Product Removed":
+        _remove_from_cart(profile, _cart_item(props, at), "quantity" in props)
+        profile.cart.updated_at = max(at, profile.cart.updated_at or at)
+    elif name == "Checkout Started":
+        profile.checkouts += 1
+    elif name == "Order Completed" and order_id is not None:
+        if order_id not in profile.order_log:
+            profile.order_log[order_id] = OrderRecord(total=_amount(props) or 0.0, at=at)
+        _clear_cart_before(profile, at)
+    elif name == "Order Refunded" and order_id in profile.order_log:
+        # A refund of an order we never saw changes nothing: we never counted its revenue.
+        order = profile.order_log[order_id]
+        amount = _amount(props)
+        remaining = order.total - order.refunded
+        order.refunded += remaining if amount is None else min(max(amount, 0.0), remaining)
+    elif name == "Order Cancelled" and order_id in profile.order_log:
+        profile.order_log[order_id].cancelled = True
+    elif name == "Survey Responded":
+        score = _number(props.get("score"))
+        if score is not None and score == int(score) and 0 <= score <= 10:
+            answers = [*profile.nps, NpsAnswer(score=int(score), at=at)]
+            answers.sort(key=lambda answer: answer.at)
+            profile.nps = answers[-MAX_NPS_ANSWERS:]
+
+
+def apply_event(profile: Profile, event: EventV1) -> Profile:
+    """The profile after ``event``; ``profile`` itself is left untouched."""
+    updated = profile.model_copy(deep=True)
+    at = event.timestamp
+    updated.first_seen_at = min(at, updated.first_seen_at or at)
+    updated.last_seen_at = max(at, updated.last_seen_at or at)
+    _apply_identity(updated, event)
+    if event.call == "track":
+        _apply_commerce(updated, event)
+    recompute_metrics(updated)
+    return updated
+
+
+def merge(known: Profile, anonymous: Profile) -> Profile:
+    """Fold an anonymous profile into a known one (identify/alias): cart and counts carry over.
+
+    The known profile's key and traits win on conflict; orders are unioned by ``order_id``;
+    counters add up; the open cart keeps both carts' lines that no order has closed.
+    """
+    merged = known.model_copy(deep=True)
+    merged.user_id = known.user_id or anonymous.user_id
+    for anon in [anonymous.customer_key, *anonymous.anonymous_ids]:
+        if anon not in merged.anonymous_ids and anon not in (merged.customer_key, merged.user_id):
+            merged.anonymous_ids.append(anon)
+    merged.traits = {**anonymous.traits, **known.traits}
+    firsts = [t for t in (known.first_seen_at, anonymous.first_seen_at) if t is not None]
+    lasts = [t for t in (known.last_seen_at, anonymous.last_seen_at) if t is not None]
+    merged.first_seen_at = min(firsts, default=None)
+    merged.last_seen_at = max(lasts, default=None)
+    merged.cart_adds = known.cart_adds + anonymous.cart_adds
+    merged.checkouts = known.checkouts + anonymous.checkouts
+    for order_id, order in anonymous.order_log.items():
+        merged.order_log.setdefault(order_id, order.model_copy())
+    recompute_metrics(merged)
+    for item in anonymous.cart.products:
+        _add_to_cart(merged, item.model_copy())
+    if merged.last_order_at is not None:
+        _clear_cart_before(merged, merged.last_order_at)
+    updates = [t for t in (known.cart.updated_at, anonymous.cart.updated_at) if t is not None]
+    merged.cart.updated_at = max(updates, default=None)
+    merged.nps = sorted([*known.nps, *anonymous.nps], key=lambda a: a.at)[-MAX_NPS_ANSWERS:]
+    return merged

@@ -1,0 +1,193 @@
+"""Rule runs: entering a rule, walking its steps, exiting, completing, converting.
+
+Run time is *logical*: a run starts at its trigger's time, a wait ends at ``start + wait``
+and the next wait counts from there. Sends and offer expiries therefore do not drift with
+processing delays, and replays produce byte-identical actions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+
+from shared.envelope import EventV1
+
+from . import derive
+from .context import StepContext
+from .effects import (
+    ActionContext,
+    Converted,
+    EmitAction,
+    ExitReason,
+    HeldOut,
+    OfferOut,
+    RunCompleted,
+    RunExited,
+    RunStarted,
+    TriggerRef,
+)
+from .rules import Rule, SendSpec, SendStep, WaitStep
+from .state import Run
+
+
+def try_start(ctx: StepContext, rule: Rule, trigger: TriggerRef, *, at: datetime) -> Run | None:
+    """Enter ``rule`` if it is allowed now; returns the new run or None.
+
+    Refused when: the trigger is older than ``max_event_age``, the customer is already in an
+    active run of the rule, re-entry is not yet (or never) allowed, the audience does not
+    match, or this very run already exists (a replayed trigger).
+    """
+    state = ctx.state
+    if ctx.now - at > rule.max_event_age or state.active_run(rule.key) is not None:
+        return None
+    last = state.last_entry.get(rule.key)
+    if last is not None and (rule.reentry is None or at - last < rule.reentry):
+        return None
+    if not ctx.matches(rule.audience):
+        return None
+    run_id = derive.run_id(rule.key, rule.version, ctx.customer_key, trigger.message_id)
+    if run_id in state.runs:
+        return None
+    run = Run(
+        run_id=run_id,
+        rule_key=rule.key,
+        rule_version=rule.version,
+        holdout=derive.holdout_bucket(rule.key, ctx.customer_key) < rule.holdout_percent,
+        trigger=trigger,
+        started_at=at,
+        goal_deadline=at + rule.goal.within if rule.goal else None,
+    )
+    state.runs[run_id] = run
+    state.last_entry[rule.key] = max(at, last) if last else at
+    ctx.effects.append(RunStarted(**_record(ctx, run, at), trigger=run.trigger))
+    advance(ctx, run, rule, at=at)
+    return run
+
+
+def advance(ctx: StepContext, run: Run, rule: Rule, *, at: datetime) -> None:
+    """Execute steps from ``run.step_index`` until a wait (timer set) or the end."""
+    while run.step_index < len(rule.steps):
+        step = rule.steps[run.step_index]
+        if isinstance(step, WaitStep):
+            timer_id = derive.step_timer_id(run.run_id, run.step_index)
+            run.timer_id = timer_id
+            ctx.set_timer(
+                timer_id, at + step.wait, "step", run_id=run.run_id, rule_key=run.rule_key
+            )
+            return
+        assert isinstance(step, SendStep)
+        if not ctx.matches(rule.audience):
+            exit_run(ctx, run, "audience", at=at)
+            return
+        _send(ctx, run, step.send, at=at)
+        run.step_index += 1
+    run.status = "completed"
+    run.ended_at = at
+    ctx.effects.append(RunCompleted(**_record(ctx, run, at)))
+
+
+def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> None:
+    action_id = derive.action_id(run.run_id, run.step_index)
+    if run.holdout:
+        held = HeldOut(**_record(ctx, run, at), step=run.step_index, action_id=action_id)
+        ctx.effects.append(held)
+        return
+    offer = None
+    if send.offer is not None:
+        expires_in = send.offer.expires_in
+        offer = OfferOut(
+            code=send.offer.code,
+            kind=send.offer.kind,
+            value=send.offer.value,
+            expires_at=at + expires_in if expires_in is not None else None,
+        )
+    ctx.effects.append(
+        EmitAction(
+            customer_key=ctx.customer_key,
+            action_id=action_id,
+            run_id=run.run_id,
+            rule=run.rule_key,
+            rule_version=run.rule_version,
+            step=run.step_index,
+            channel=send.channel,
+            template=send.template,
+            destination=send.destination,
+            customer=ctx.snapshot(),
+            context=ActionContext(cart=ctx.cart(), offer=offer, trigger=run.trigger),
+            created_at=at,
+        )
+    )
+
+
+def exit_run(ctx: StepContext, run: Run, reason: ExitReason, *, at: datetime) -> None:
+    """End an active run now, cancelling the wait it is in."""
+    ctx.cancel_timer(run.timer_id)
+    run.timer_id = None
+    run.status = "exited"
+    run.ended_at = at
+    ctx.effects.append(RunExited(**_record(ctx, run, at), reason=reason, step=run.step_index))
+
+
+def on_step_timer(ctx: StepContext, run: Run, *, due_at: datetime) -> None:
+    """The wait ``run`` was in is over: go on with the next step, on the pinned version."""
+    run.timer_id = None
+    rule = ctx.rules.pinned(run.rule_key, run.rule_version)
+    if rule is None:
+        exit_run(ctx, run, "rule_version_missing", at=due_at)
+    elif not ctx.rules.is_live(run.rule_key):
+        exit_run(ctx, run, "rule_disabled", at=due_at)
+    else:
+        run.step_index += 1
+        advance(ctx, run, rule, at=due_at)
+
+
+def on_event(ctx: StepContext, event: EventV1) -> None:
+    """Goals first (an order can both convert and end a run), then ``exit_when``.
+
+    Only events at or after a run's start count: an order placed before the cart was
+    filled neither ends the cart reminder nor converts it. A late event whose time falls
+    inside a wait still ends the run, cancelling the pending send.
+    """
+    for run in sorted(ctx.state.runs.values(), key=lambda r: r.run_id):
+        rule = ctx.rules.pinned(run.rule_key, run.rule_version)
+        if rule is None or event.timestamp < run.started_at:
+            continue
+        if event.message_id == run.trigger.message_id:
+            continue
+        goal = rule.goal
+        if (
+            goal is not None
+            and not run.converted
+            and run.goal_deadline is not None
+            and event.event == goal.event
+            and event.timestamp <= run.goal_deadline
+            and ctx.matches(goal.where, event)
+        ):
+            run.converted = True
+            ctx.effects.append(
+                Converted(**_record(ctx, run, event.timestamp), message_id=event.message_id)
+            )
+        if run.status == "active" and any(
+            event.event == cond.event and ctx.matches(cond.where, event) for cond in rule.exit_when
+        ):
+            exit_run(ctx, run, "exit_when", at=max(event.timestamp, run.started_at))
+
+
+class _RecordFields(TypedDict):
+    customer_key: str
+    run_id: str
+    rule: str
+    rule_version: int
+    holdout: bool
+    at: datetime
+
+
+def _record(ctx: StepContext, run: Run, at: datetime) -> _RecordFields:
+    return {
+        "customer_key": ctx.customer_key,
+        "run_id": run.run_id,
+        "rule": run.rule_key,
+        "rule_version": run.rule_version,
+        "holdout": run.holdout,
+        "at": at,
+    }

@@ -1,0 +1,95 @@
+"""Per-customer engine state: stored as JSONB by the I/O layer, restored with ``model_validate``.
+
+Everything a step needs to decide is here (profile, stage, runs, re-entry and inactivity
+clocks, pending timers, recently seen event ids), so the core needs no other lookups.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .effects import TriggerRef
+from .inputs import TimerKind
+from .profile import Profile
+
+RunStatus = Literal["active", "completed", "exited"]
+
+#: Event ids remembered per customer, so a redelivered event (crash between the database
+#: commit and the Kafka offset commit) changes nothing. Per-customer order makes the
+#: redelivered ones recent.
+RECENT_EVENT_IDS: Final = 64
+
+
+class PendingTimer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timer_id: str
+    kind: TimerKind
+    due_at: datetime
+    run_id: str | None = None
+    rule_key: str | None = None
+
+
+class Run(BaseModel):
+    """One customer's pass through one rule version.
+
+    ``step_index`` is the step being executed or waited on. Finished runs are kept until
+    their goal window closes, so a late conversion still counts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    rule_key: str
+    rule_version: int
+    step_index: int = 0
+    status: RunStatus = "active"
+    holdout: bool = False
+    trigger: TriggerRef
+    started_at: datetime
+    goal_deadline: datetime | None = None
+    converted: bool = False
+    timer_id: str | None = Field(default=None, description="the wait being waited on")
+    ended_at: datetime | None = None
+
+
+class InactivityClock(BaseModel):
+    """Last time the watched event was seen, and the timer that fires if it stays away."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str
+    last_seen_at: datetime
+    timer_id: str | None = None
+
+
+class CustomerState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_key: str
+    profile: Profile
+    stage: str | None = None
+    stage_entered_at: datetime | None = None
+    stage_timer_id: str | None = None
+    runs: dict[str, Run] = Field(default_factory=dict)
+    last_entry: dict[str, datetime] = Field(
+        default_factory=dict, description="rule key -> last time this customer entered it"
+    )
+    inactivity: dict[str, InactivityClock] = Field(
+        default_factory=dict, description="rule key -> clock"
+    )
+    timers: dict[str, PendingTimer] = Field(default_factory=dict)
+    recent_event_ids: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def new(cls, customer_key: str) -> CustomerState:
+        return cls(customer_key=customer_key, profile=Profile(customer_key=customer_key))
+
+    def active_run(self, rule_key: str) -> Run | None:
+        for run in self.runs.values():
+            if run.rule_key == rule_key and run.status == "active":
+                return run
+        return None

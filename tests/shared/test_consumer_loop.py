@@ -1,0 +1,100 @@
+"""The shared consumer loop on the real broker: poison isolation, transient retry, commits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from shared import topics
+from shared.envelope import decode_dead_letter
+from shared.kafka.admin import ensure_topics
+from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonRecord, create_consumer
+from shared.kafka.deadletters import DeadLetters
+from tests.support.kafka import collect
+from tests.support.services import Infra
+
+
+async def _topic_with(infra: Infra, values: list[bytes]) -> str:
+    topic = f"test.loop.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infra.bootstrap, partitions=1, names=(topic,))
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"k")
+    finally:
+        await producer.stop()
+    return topic
+
+
+def _decode(record: object) -> str:
+    value: bytes = record.value  # type: ignore[attr-defined]
+    if value == b"undecodable":
+        raise PoisonRecord("bad_shape", "not a record of this topic")
+    return value.decode()
+
+
+async def _run(infra: Infra, topic: str, group: str, handler: object) -> tuple[int, int | None]:
+    consumer = create_consumer(infra.bootstrap, topic, group_id=group, client_id="test")
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        loop: ConsumerLoop[str] = ConsumerLoop(
+            consumer,
+            group=group,
+            decode=_decode,
+            handler=handler,  # type: ignore[arg-type]
+            dead_letters=DeadLetters(producer, "test"),
+            max_backoff=0.05,
+        )
+        handled = await loop.run(asyncio.Event(), idle_timeout=1.5)
+        committed = await consumer.committed(TopicPartition(topic, 0))
+        return handled, committed
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_poison_record_is_dead_lettered_and_the_rest_handled(infra: Infra) -> None:
+    values = [b"a", b"poison", b"undecodable", b"b", b"c"]
+    topic = await _topic_with(infra, values)
+    handled: list[str] = []
+
+    async def handler(batch: Sequence[Decoded[str]]) -> None:
+        if any(d.value == "poison" for d in batch):
+            raise ValueError("cannot handle poison")
+        handled.extend(d.value for d in batch)
+
+    count, committed = await _run(infra, topic, f"g-{uuid.uuid4().hex}", handler)
+    assert sorted(set(handled)) == ["a", "b", "c"]
+    assert count == len(values)
+    assert committed == len(values)
+    letters = await collect(
+        infra.bootstrap, topics.DEAD_LETTERS, decode=decode_dead_letter,
+        match=lambda d: d.origin == topic, count=2,
+    )
+    assert {(d.payload, d.code) for d in letters} == {
+        ("poison", "processing_failed"),
+        ("undecodable", "bad_shape"),
+    }
+    assert all("poison" in d.reason or "this topic" in d.reason for d in letters)
+
+
+async def test_transient_failure_retries_the_batch_without_dead_letters(infra: Infra) -> None:
+    topic = await _topic_with(infra, [b"x", b"y"])
+    attempts: list[list[str]] = []
+
+    async def handler(batch: Sequence[Decoded[str]]) -> None:
+        attempts.append([d.value for d in batch])
+        if len(attempts) < 3:
+            raise ConnectionRefusedError("database is restarting")
+
+    count, committed = await _run(infra, topic, f"g-{uuid.uuid4().hex}", handler)
+    assert count == 2
+    assert committed == 2
+    assert len(attempts) == 3
+    assert attempts[0] == attempts[-1] == ["x", "y"]
