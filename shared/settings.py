@@ -33,6 +33,11 @@ class ServiceSettings(BaseSettings):
         description="Idempotent producer (Apache Kafka yes; Tansu does not support it).",
     )
     kafka_topic_partitions: int = Field(default=8, ge=1)
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="Consumer group session timeout; a group join takes about half of it.",
+    )
     kafka_topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
     migrate_on_start: bool = Field(
         default=True, description="Apply this service's migrations when it starts."

@@ -20,6 +20,10 @@ from clm.runtime import EmbeddedKafka, EmbeddedPostgres, free_port, prepare_all
 from tests.support.services import Infra
 
 
+# Tansu holds a group join for about half the session timeout: keep joins short in tests.
+os.environ.setdefault("CLM_KAFKA_SESSION_TIMEOUT_MS", "2000")
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     database_url = os.environ.get("CLM_DATABASE_URL")

@@ -82,6 +82,7 @@ async def run_storefront_consumer(
         topics.STOREFRONT_EVENTS,
         group_id=group_id,
         client_id="clm-ingest",
+        session_timeout_ms=ctx.settings.kafka_session_timeout_ms,
     )
     await consumer.start()
     try:

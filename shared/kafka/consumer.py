@@ -261,6 +261,7 @@ def create_consumer(
     group_id: str,
     client_id: str,
     auto_offset_reset: str = "earliest",
+    session_timeout_ms: int = 10_000,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topic_names,
@@ -271,7 +272,7 @@ def create_consumer(
         auto_offset_reset=auto_offset_reset,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(300, session_timeout_ms // 5),
         max_poll_interval_ms=300_000,
     )

@@ -38,7 +38,9 @@ def _decode(record: object) -> str:
 
 
 async def _run(infra: Infra, topic: str, group: str, handler: object) -> tuple[int, int | None]:
-    consumer = create_consumer(infra.bootstrap, topic, group_id=group, client_id="test")
+    consumer = create_consumer(
+        infra.bootstrap, topic, group_id=group, client_id="test", session_timeout_ms=2000
+    )
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await consumer.start()
     await producer.start()
