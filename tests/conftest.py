@@ -19,7 +19,6 @@ import pytest
 from clm.runtime import EmbeddedKafka, EmbeddedPostgres, free_port, prepare_all
 from tests.support.services import Infra
 
-
 # Tansu holds a group join for about half the session timeout: keep joins short in tests.
 os.environ.setdefault("CLM_KAFKA_SESSION_TIMEOUT_MS", "2000")
 
