@@ -24,7 +24,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from clm.runtime import EmbeddedKafka, EmbeddedPostgres, free_port, prepare_all
+from clm.runtime import free_port, infrastructure
 from shared import topics
 
 EVENTS = ("Product Viewed", "Product Viewed", "Product Viewed", "Product Added", "Order Completed")
@@ -143,41 +143,28 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="clm-bench-"))
-    database_url = os.environ.get("CLM_DATABASE_URL")
-    bootstrap = os.environ.get("CLM_KAFKA_BOOTSTRAP")
-    postgres = kafka = None
-    proc: subprocess.Popen[bytes] | None = None
     token = "adm_bench_" + uuid.uuid4().hex
     try:
-        if not database_url:
-            postgres = EmbeddedPostgres(tmp / "postgres", cleanup="delete")
-            database_url = postgres.start()
-        if not bootstrap:
-            kafka = EmbeddedKafka(free_port(), log_path=tmp / "kafka.log")
-            bootstrap = kafka.start()
-        asyncio.run(prepare_all(database_url, bootstrap))
-        port = free_port()
-        env = dict(
-            os.environ,
-            CLM_DATABASE_URL=database_url,
-            CLM_KAFKA_BOOTSTRAP=bootstrap,
-            CLM_ADMIN_TOKEN=token,
-            CLM_INGEST_PORT=str(port),
-            CLM_MIGRATE_ON_START="false",
-            CLM_LOG_LEVEL="WARNING",
-        )
-        proc = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
-        url = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_ready(url, proc))
-        asyncio.run(bench(args, url, bootstrap, token))
+        with infrastructure(tmp) as (database_url, bootstrap):
+            port = free_port()
+            env = dict(
+                os.environ,
+                CLM_DATABASE_URL=database_url,
+                CLM_KAFKA_BOOTSTRAP=bootstrap,
+                CLM_ADMIN_TOKEN=token,
+                CLM_INGEST_PORT=str(port),
+                CLM_MIGRATE_ON_START="false",
+                CLM_LOG_LEVEL="WARNING",
+            )
+            proc = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                asyncio.run(wait_ready(url, proc))
+                asyncio.run(bench(args, url, bootstrap, token))
+            finally:
+                proc.terminate()
+                proc.wait(30)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        if kafka is not None:
-            kafka.stop()
-        if postgres is not None:
-            postgres.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -176,6 +177,31 @@ async def prepare_all(
     for spec in SERVICES:
         await upgrade(spec.package, spec.schema, database_url)
     await ensure_topics(bootstrap, partitions=partitions, retention_ms=retention_ms)
+
+
+@contextlib.contextmanager
+def infrastructure(work_dir: Path) -> Iterator[tuple[str, str]]:
+    """PostgreSQL and Kafka for tests and benchmarks: the servers ``CLM_DATABASE_URL`` and
+    ``CLM_KAFKA_BOOTSTRAP`` name, else embedded ones under ``work_dir`` (deleted after),
+    with every migration applied and the topics created. Yields (database URL, bootstrap)."""
+    database_url = os.environ.get("CLM_DATABASE_URL")
+    bootstrap = os.environ.get("CLM_KAFKA_BOOTSTRAP")
+    postgres: EmbeddedPostgres | None = None
+    kafka: EmbeddedKafka | None = None
+    try:
+        if not database_url:
+            postgres = EmbeddedPostgres(work_dir / "postgres", cleanup="delete")
+            database_url = postgres.start()
+        if not bootstrap:
+            kafka = EmbeddedKafka(free_port(), log_path=work_dir / "kafka.log")
+            bootstrap = kafka.start()
+        asyncio.run(prepare_all(database_url, bootstrap))
+        yield database_url, bootstrap
+    finally:
+        if kafka is not None:
+            kafka.stop()
+        if postgres is not None:
+            postgres.stop()
 
 
 def child_env(**overrides: str) -> dict[str, str]:
