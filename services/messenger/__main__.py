@@ -1,5 +1,5 @@
 from services.messenger.app import SERVICE, create_app
-from services.messenger.models import SCHEMA
+from services.messenger.base import SCHEMA
 from services.messenger.settings import MessengerSettings
 from shared.service import serve
 

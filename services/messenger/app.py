@@ -1,16 +1,33 @@
-"""The messenger service."""
+"""The messenger service: signed webhook delivery of actions with retries, dead letters,
+replay, suppressions and managed templates.
+
+Background jobs: the ``clm.actions`` consumer (deliveries in), the dispatcher (claims due
+deliveries from PostgreSQL and sends them) and the gauges refresher.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.messenger.context import MessengerContext
+from services.messenger.deliveries import api as deliveries_api
+from services.messenger.deliveries.consumer import run_actions_consumer
+from services.messenger.destinations import api as destinations_api
+from services.messenger.dispatch.worker import Dispatcher
+from services.messenger.observability.stats import run_stats
+from services.messenger.providers import api as providers_api
 from services.messenger.settings import MessengerSettings
+from services.messenger.suppressions import api as suppressions_api
+from services.messenger.templates_store import api as templates_api
+from services.messenger.webhooks.transport import Resolver, system_resolver, webhook_client
 from shared.db import create_engine, ping, session_factory
 from shared.http.app import create_service_app
+from shared.kafka.deadletters import DeadLetters
 from shared.kafka.producer import create_producer
 from shared.kafka.producer import ping as kafka_ping
 from shared.settings import ServiceSettings
@@ -21,39 +38,78 @@ log = logging.getLogger(__name__)
 SERVICE = "messenger"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings | None = None, *, resolver: Resolver | None = None
+) -> FastAPI:
+    """``resolver`` replaces the system DNS resolver (tests use it to play DNS tricks)."""
     cfg = settings if isinstance(settings, MessengerSettings) else MessengerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(cfg.require_database_url(), application_name="clm-messenger")
-        app.state.sessions = session_factory(engine)
         producer = create_producer(
             cfg.require_kafka_bootstrap(),
             client_id="clm-messenger",
             enable_idempotence=cfg.kafka_enable_idempotence,
         )
         await producer.start()
-        app.state.producer = producer
+        http = webhook_client(
+            resolver=resolver or system_resolver,
+            allow_private=cfg.private_destinations_allowed,
+            max_connections=cfg.delivery_concurrency,
+        )
+        ctx = MessengerContext(
+            settings=cfg,
+            sessions=session_factory(engine),
+            policy=cfg.retry_policy(),
+            resolver=resolver or system_resolver,
+            http=http,
+        )
+        app.state.messenger = ctx
         app.state.readiness = {
             "postgres": lambda: ping(engine),
             "kafka": lambda: kafka_ping(producer),
         }
+        dead_letters = DeadLetters(producer, SERVICE)
+        dispatcher = Dispatcher(ctx)
         supervisor = Supervisor()
-        log.info("messenger started", extra={"port": cfg.messenger_port})
+
+        async def consume(stop: asyncio.Event) -> None:
+            await run_actions_consumer(ctx, dead_letters, stop)
+
+        supervisor.start("actions-consumer", consume)
+        supervisor.start("dispatcher", dispatcher.run)
+        supervisor.start("stats", lambda stop: run_stats(ctx, stop))
+        log.info(
+            "messenger started",
+            extra={
+                "port": cfg.messenger_port,
+                "private_destinations": cfg.private_destinations_allowed,
+            },
+        )
         try:
             yield
         finally:
             app.state.stopping = True
             await supervisor.shutdown()
+            await http.aclose()
             await producer.stop()
             await engine.dispose()
             log.info("messenger stopped")
 
-    return create_service_app(
+    app = create_service_app(
         title="clm messenger",
-        description="Signed webhook delivery of actions with retries, dead letters, "
-        "replay and suppressions.",
+        description="Signed webhook delivery of actions (Standard Webhooks) with retries, "
+        "dead letters, replay, suppressions and managed templates.",
         settings=cfg,
         lifespan=lifespan,
     )
+    for module in (
+        destinations_api,
+        deliveries_api,
+        suppressions_api,
+        providers_api,
+        templates_api,
+    ):
+        app.include_router(module.router)
+    return app

@@ -1,13 +1,20 @@
-"""The messenger service's tables (schema ``messenger``)."""
+"""The messenger service's tables (schema ``messenger``): importing this module registers
+every one of them on ``Base.metadata``."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from services.messenger.base import SCHEMA, Base
+from services.messenger.deliveries.models import Delivery, DeliveryAttempt
+from services.messenger.destinations.models import Destination
+from services.messenger.suppressions.models import Suppression
+from services.messenger.templates_store.models import Template
 
-from shared.db import metadata_for
-
-SCHEMA = "messenger"
-
-
-class Base(DeclarativeBase):
-    metadata = metadata_for(SCHEMA)
+__all__ = [
+    "SCHEMA",
+    "Base",
+    "Delivery",
+    "DeliveryAttempt",
+    "Destination",
+    "Suppression",
+    "Template",
+]

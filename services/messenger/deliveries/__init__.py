@@ -1,0 +1,1 @@
+"""Deliveries: one row per action, an append-only log of attempts, replay."""

@@ -1,0 +1,1 @@
+"""Destinations: where actions are delivered (a provider's webhook URL and its secret)."""

@@ -1,0 +1,1 @@
+"""The dispatcher: claims due deliveries, sends them fairly, records the outcomes."""

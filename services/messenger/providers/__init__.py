@@ -1,0 +1,1 @@
+"""Provider callbacks (delivered, bounced, complained, unsubscribed), signed per destination."""

@@ -1,0 +1,1 @@
+"""Suppressions and consent: who must never receive a send on a channel."""

@@ -1,0 +1,46 @@
+"""Fixtures of the messenger tests (helpers live in ``messenger_support``): a stand-in
+provider, messengers started per test with fast retries, all stopped after it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from services.messenger.app import create_app
+from services.messenger.webhooks.transport import Resolver
+from tests.messenger.messenger_support import MessengerFactory, Receiver, messenger_settings
+from tests.support.services import Infra, RunningService, start_service
+
+
+@pytest.fixture(scope="module")
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    rec.service = await start_service(rec.app())
+    yield rec
+    await rec.service.stop()
+
+
+@pytest.fixture
+async def start_messenger(infra: Infra) -> AsyncIterator[MessengerFactory]:
+    """Start messengers (settings overridable, e.g. ``dev_mode=False``); all stop after the
+    test. ``resolver=`` replaces DNS."""
+    running: list[RunningService] = []
+
+    async def start(*, resolver: Resolver | None = None, **overrides: Any) -> RunningService:
+        service = await start_service(
+            create_app(messenger_settings(infra, **overrides), resolver=resolver)
+        )
+        running.append(service)
+        return service
+
+    yield start
+    for service in running:
+        if not service.task.done():
+            await service.stop()
+
+
+@pytest.fixture
+async def messenger(start_messenger: MessengerFactory) -> RunningService:
+    return await start_messenger()
