@@ -10,7 +10,8 @@ import pytest
 
 from services.messenger.app import create_app
 from services.messenger.webhooks.transport import Resolver
-from tests.messenger.messenger_support import MessengerFactory, Receiver, messenger_settings
+from tests.messenger.messenger_support import MessengerFactory, messenger_settings
+from tests.support.receiver import Receiver
 from tests.support.services import Infra, RunningService, start_service
 
 

@@ -14,8 +14,6 @@ from shared import topics
 from shared.envelope import decode_dead_letter
 from tests.messenger.messenger_support import (
     MessengerFactory,
-    Receiver,
-    Reply,
     create_destination,
     customer_id,
     make_action,
@@ -23,6 +21,7 @@ from tests.messenger.messenger_support import (
     wait_delivery,
 )
 from tests.support.kafka import collect
+from tests.support.receiver import Receiver, Reply
 from tests.support.services import Infra, RunningService
 
 

@@ -7,14 +7,13 @@ from typing import Any
 
 from services.messenger.delivery.signing import mask_secret
 from tests.messenger.messenger_support import (
-    Receiver,
     create_destination,
     customer_id,
-    eventually,
     make_action,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver, eventually
 from tests.support.services import Infra, RunningService
 
 

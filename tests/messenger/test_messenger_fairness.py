@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 
 from tests.messenger.messenger_support import (
-    Receiver,
-    Reply,
     create_destination,
     customer_id,
     make_action,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver, Reply
 from tests.support.services import Infra, RunningService
 
 

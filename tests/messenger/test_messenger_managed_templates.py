@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from tests.messenger.messenger_support import (
-    Receiver,
     create_destination,
     customer_id,
     make_action,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver
 from tests.support.services import Infra, RunningService
 
 

@@ -32,7 +32,7 @@ from services.messenger.suppressions.rules import (
 from services.messenger.webhooks.body import webhook_body
 from services.messenger.webhooks.transport import GuardedBackend, webhook_client
 from shared.errors import BadRequest
-from tests.messenger.messenger_support import new_secret
+from tests.support.receiver import new_secret
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -19,13 +19,13 @@ from shared.db import create_engine
 from shared.ids import derive_id
 from tests.messenger.messenger_support import (
     MessengerFactory,
-    Receiver,
     create_destination,
     customer_id,
     make_action,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver
 from tests.support.services import Infra
 
 

@@ -9,14 +9,13 @@ import pytest
 
 from tests.messenger.messenger_support import (
     MessengerFactory,
-    Receiver,
     create_destination,
     customer_id,
     make_action,
-    new_secret,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver, new_secret
 from tests.support.services import Infra, RunningService
 
 

@@ -11,14 +11,13 @@ import orjson
 from services.messenger.delivery.signing import build_headers
 from shared.envelope import ErasureV1
 from tests.messenger.messenger_support import (
-    Receiver,
-    Reply,
     create_destination,
     customer_id,
     make_action,
     produce,
     wait_delivery,
 )
+from tests.support.receiver import Receiver, Reply
 from tests.support.services import Infra, RunningService
 
 
