@@ -32,7 +32,7 @@ test: $(STAMP) ## Run the whole test suite on real PostgreSQL and Kafka
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy clm shared services
+	$(VENV)/bin/mypy clm shared services bench
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's fixes and formatting
@@ -42,6 +42,10 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 .PHONY: bench-ingest
 bench-ingest: $(STAMP) ## Measure Tracking API throughput (events/s accepted and durable on clm.events)
 	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## Trigger engine end to end on a synthetic storefront (events/s, raw rate, latency)
+	$(PY) -m bench.engine $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove the embedded data dir (.clm) and caches

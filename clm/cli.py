@@ -210,18 +210,67 @@ def migrate(settings: RunSettings) -> int:
     return 0
 
 
+def install_examples(settings: RunSettings, url: str | None, directory: Path | None) -> int:
+    """``clm rules install-examples``: POST (or PUT) the example plays to a running engine."""
+    from services.trigger_engine.rules.examples import EXAMPLES_DIR, install, load_examples
+
+    token_file = settings.data_dir / "admin_token"
+    if settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value()
+    elif token_file.exists():
+        token = token_file.read_text().strip()
+    else:
+        print(
+            f"no admin token: set CLM_ADMIN_TOKEN or run `clm run` ({token_file})", file=sys.stderr
+        )
+        return 2
+    base = url or f"http://127.0.0.1:{settings.engine_port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
+            results = install(client, load_examples(directory or EXAMPLES_DIR))
+    except httpx.HTTPError as exc:
+        print(f"cannot reach the trigger engine at {base}: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        version = f" v{result.version}" if result.version is not None else ""
+        print(f"{result.outcome:<10} {result.key}{version} {result.detail}".rstrip())
+    return 1 if any(r.outcome == "failed" for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clm", description="customer lifecycle trigger service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the whole system (embedded PostgreSQL and Kafka by default)")
     sub.add_parser("migrate", help="apply all migrations and create topics on external servers")
+    rules = sub.add_parser("rules", help="manage trigger rules").add_subparsers(
+        dest="rules_command", required=True
+    )
+    examples = rules.add_parser(
+        "install-examples", help="create (or update) the example plays on a running engine"
+    )
+    examples.add_argument(
+        "--url", help="the engine's base URL (default: 127.0.0.1:CLM_ENGINE_PORT)"
+    )
+    examples.add_argument("--dir", type=Path, help="a directory of rule JSON files instead")
+    receiver = sub.add_parser(
+        "receiver", help="a local stand-in provider that verifies and prints webhooks"
+    )
+    receiver.add_argument("--port", type=int, default=9009)
+    receiver.add_argument("--secret", help="the destination's whsec_ secret (default: a new one)")
     args = parser.parse_args(argv)
+    if args.command == "receiver":
+        from clm.receiver import run as run_receiver
+
+        return run_receiver(args.port, args.secret)
     settings = RunSettings()
     configure_logging(
         "clm", level=settings.log_level, fmt="text" if sys.stderr.isatty() else "json"
     )
     if args.command == "run":
         return run(settings)
+    if args.command == "rules":
+        return install_examples(settings, args.url, args.dir)
     return migrate(settings)
 
 

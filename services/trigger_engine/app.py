@@ -1,16 +1,28 @@
-"""The trigger_engine service."""
+"""The trigger_engine service: the clm.events consumer, the timer worker, the outbox relay
+and the ops API, sharing one :class:`~services.trigger_engine.context.EngineContext`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.trigger_engine.consumer.loop import run_event_consumer
+from services.trigger_engine.context import EngineContext
+from services.trigger_engine.customers.api import router as customers_router
+from services.trigger_engine.lifecycle.api import router as lifecycle_router
+from services.trigger_engine.metrics.api import router as metrics_router
+from services.trigger_engine.metrics.gauges import run_gauges
+from services.trigger_engine.outbox.relay import Relay
+from services.trigger_engine.rules.api import router as rules_router
 from services.trigger_engine.settings import EngineSettings
+from services.trigger_engine.timers.worker import TimerWorker
 from shared.db import create_engine, ping, session_factory
 from shared.http.app import create_service_app
+from shared.kafka.deadletters import DeadLetters
 from shared.kafka.producer import create_producer
 from shared.kafka.producer import ping as kafka_ping
 from shared.settings import ServiceSettings
@@ -21,25 +33,53 @@ log = logging.getLogger(__name__)
 SERVICE = "trigger_engine"
 
 
+def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
+    """Start the background jobs the settings ask for."""
+    cfg = ctx.settings
+    if cfg.run_consumer:
+        supervisor.start("event-consumer", lambda stop: _consume(ctx, stop))
+    if cfg.run_timers:
+        supervisor.start("timer-worker", TimerWorker(ctx).run)
+    if cfg.run_relay:
+        supervisor.start("outbox-relay", ctx.relay.run)
+    supervisor.start(
+        "gauges", lambda stop: run_gauges(ctx.sessions, stop, every=cfg.gauges_seconds)
+    )
+
+
+async def _consume(ctx: EngineContext, stop: asyncio.Event) -> None:
+    await run_event_consumer(ctx, stop)
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     cfg = settings if isinstance(settings, EngineSettings) else EngineSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(cfg.require_database_url(), application_name="clm-trigger_engine")
-        app.state.sessions = session_factory(engine)
+        sessions = session_factory(engine)
         producer = create_producer(
             cfg.require_kafka_bootstrap(),
             client_id="clm-trigger_engine",
             enable_idempotence=cfg.kafka_enable_idempotence,
         )
         await producer.start()
-        app.state.producer = producer
+        ctx = EngineContext(
+            settings=cfg,
+            sessions=sessions,
+            producer=producer,
+            relay=Relay(
+                sessions, producer, batch=cfg.outbox_batch, poll_seconds=cfg.outbox_poll_seconds
+            ),
+            dead_letters=DeadLetters(producer, SERVICE),
+        )
+        app.state.engine = ctx
         app.state.readiness = {
             "postgres": lambda: ping(engine),
             "kafka": lambda: kafka_ping(producer),
         }
         supervisor = Supervisor()
+        start_jobs(ctx, supervisor)
         log.info("trigger_engine started", extra={"port": cfg.engine_port})
         try:
             yield
@@ -50,10 +90,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await engine.dispose()
             log.info("trigger_engine stopped")
 
-    return create_service_app(
+    app = create_service_app(
         title="clm trigger engine",
         description="Live customer profiles, lifecycle stages, trigger rules and durable "
         "timers; the ops API.",
         settings=cfg,
         lifespan=lifespan,
     )
+    app.include_router(rules_router)
+    app.include_router(lifecycle_router)
+    app.include_router(customers_router)
+    app.include_router(metrics_router)
+    return app

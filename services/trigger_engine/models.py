@@ -1,13 +1,31 @@
-"""The trigger_engine service's tables (schema ``engine``)."""
+"""The trigger_engine service's tables (schema ``engine``).
+
+Each concern declares its tables in its own ``models.py`` on :class:`~.base.Base`; this
+module imports them all so that ``Base.metadata`` is complete for migrations and checks.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from services.trigger_engine.base import SCHEMA, Base
+from services.trigger_engine.customers.models import Customer, IdentityLink, StageTransitionRow
+from services.trigger_engine.events.models import StoredEvent
+from services.trigger_engine.lifecycle.models import LifecycleVersionRow
+from services.trigger_engine.outbox.models import OutboxRow
+from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
+from services.trigger_engine.runs.models import RunEventRow
+from services.trigger_engine.timers.models import TimerRow
 
-from shared.db import metadata_for
-
-SCHEMA = "engine"
-
-
-class Base(DeclarativeBase):
-    metadata = metadata_for(SCHEMA)
+__all__ = [
+    "SCHEMA",
+    "Base",
+    "Customer",
+    "IdentityLink",
+    "LifecycleVersionRow",
+    "OutboxRow",
+    "RuleRow",
+    "RuleVersionRow",
+    "RunEventRow",
+    "StageTransitionRow",
+    "StoredEvent",
+    "TimerRow",
+]

@@ -1,9 +1,42 @@
 from __future__ import annotations
 
+import socket
+import uuid
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
 
 
+def _instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
 class EngineSettings(ServiceSettings):
     engine_port: int = Field(default=8001, description="HTTP port of the ops API.")
+    instance_id: str = Field(
+        default_factory=_instance_id, description="Names this instance's timer claims."
+    )
+    consumer_group: str = Field(
+        default="clm-trigger-engine", description="Kafka consumer group of the clm.events reader."
+    )
+    events_topic: str = Field(default="clm.events", description="Topic the engine consumes.")
+    consumer_max_records: int = Field(
+        default=2000, ge=1, description="Records per poll, folded in one transaction."
+    )
+    run_consumer: bool = Field(default=True, description="Consume clm.events.")
+    run_timers: bool = Field(default=True, description="Fire due durable timers.")
+    run_relay: bool = Field(default=True, description="Publish the outbox to clm.actions.")
+    timer_poll_seconds: float = Field(default=0.5, gt=0, description="Timer check interval.")
+    timer_lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long a claimed timer is reserved for its worker."
+    )
+    timer_batch: int = Field(default=500, ge=1, description="Timers claimed per round.")
+    outbox_poll_seconds: float = Field(
+        default=0.5, gt=0, description="Outbox check interval (commits also wake the relay)."
+    )
+    outbox_batch: int = Field(default=1000, ge=1, description="Outbox rows published per round.")
+    gauges_seconds: float = Field(default=5.0, gt=0, description="Backlog gauge refresh interval.")
+    simulate_max_events: int = Field(
+        default=200_000, ge=1, description="Most stored events one simulation reads."
+    )

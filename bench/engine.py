@@ -1,0 +1,289 @@
+"""`make bench`: the trigger engine end to end on a synthetic storefront.
+
+1. Starts embedded PostgreSQL and Kafka (unless CLM_DATABASE_URL / CLM_KAFKA_BOOTSTRAP name
+   others), installs the example plays, and produces a seeded storefront history to
+   ``clm.events`` (default 50k customers, 500k events).
+2. Reads that topic back with a bare aiokafka consumer + ``orjson.loads``: the raw rate.
+3. Starts the engine as its own process (as in production) and measures the rate at which it
+   folds the same events (consume, decode, fold, write, commit), from its first committed
+   batch to the last: the end-to-end rate, and its ratio to the raw rate.
+4. With the engine caught up, produces ``Signed Up`` events at a steady rate (the welcome
+   play sends at once) and measures event produced -> action published on ``clm.actions``
+   (p50/p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.storefront import Record, Storefront
+from clm.runtime import free_port, infrastructure
+from services.trigger_engine.core.derive import holdout_bucket
+from services.trigger_engine.core.rule_checks import parse_rule
+from services.trigger_engine.rules import repository as rules_repo
+from services.trigger_engine.rules.examples import load_examples
+from shared import topics
+from shared.db import create_engine, session_factory, transaction
+
+
+async def install_examples(database_url: str) -> int:
+    """Store the example plays straight into the database (the engine reads them at start)."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            for body in load_examples():
+                await rules_repo.create(session, parse_rule(body), now=datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    return len(load_examples())
+
+
+async def produce(bootstrap: str, records: list[Record]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = [await producer.send(topics.EVENTS, r.value, key=r.key) for r in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def raw_consume(bootstrap: str, expected: int) -> float:
+    """Seconds for a bare consumer to read and orjson-decode ``expected`` records."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topics.EVENTS) or set()
+        tps = [TopicPartition(topics.EVENTS, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = time.perf_counter()
+        seen = 0
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def metric(clients: list[httpx.AsyncClient], name: str) -> float:
+    """The sum of a Prometheus metric's samples over every engine process."""
+    total = 0.0
+    for client in clients:
+        text = (await client.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+FOLDED = 'clm_engine_events_total{outcome="folded"}'
+WELCOME = "welcome-series"
+
+
+async def wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise RuntimeError("the engine exited during start")
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the engine did not become ready")
+
+
+async def engine_rate(clients: list[httpx.AsyncClient], expected: int) -> tuple[float, float]:
+    """(events/s from the first committed batch to the last, seconds to catch up)."""
+    first: tuple[float, float] | None = None
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        folded = await metric(clients, FOLDED)
+        now = time.perf_counter()
+        if first is None and folded > 0:
+            first = (now, folded)
+        if folded >= expected and first is not None:
+            seconds = now - first[0]
+            return (folded - first[1]) / seconds if seconds > 0 else float("inf"), seconds
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the engine did not catch up")
+
+
+async def latency(
+    bootstrap: str, store: Storefront, *, rate: int, seconds: float
+) -> tuple[list[float], int, int]:
+    """Produce Signed Up events at ``rate``/s (new customers: the welcome play sends at once
+    unless the customer is in its holdout group); return the produce -> publish latencies
+    (s), how many were held out, and how many actions never came."""
+    prefix = f"lat{uuid.uuid4().hex[:6]}-"
+    sent: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    parts = consumer.partitions_for_topic(topics.ACTIONS) or set()
+    tps = [TopicPartition(topics.ACTIONS, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    found: list[float] = []
+    produced = asyncio.Event()
+    all_seen = asyncio.Event()
+
+    async def read() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    data = orjson.loads(record.value).get("data", {})
+                    trigger = data.get("context", {}).get("trigger", {})
+                    message_id = trigger.get("message_id")
+                    if message_id in sent:
+                        found.append(record.timestamp / 1000 - sent.pop(message_id))
+            if produced.is_set() and not sent:
+                all_seen.set()
+
+    welcome_holdout = next(r for r in load_examples() if r["key"] == WELCOME)["holdout_percent"]
+    held = 0
+    reader = asyncio.create_task(read())
+    try:
+        total = int(rate * seconds)
+        start = time.monotonic()
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            now = datetime.now(UTC)
+            record = store.record(10_000_000 + i, "Signed Up", now, received=now, prefix=prefix)
+            if holdout_bucket(WELCOME, record.key.decode()) < welcome_holdout:
+                held += 1
+            else:
+                sent[record.message_id] = time.time()
+            await producer.send(topics.EVENTS, record.value, key=record.key)
+        produced.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(60):
+                await all_seen.wait()
+        return found, held, len(sent)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def bench(args: argparse.Namespace, database_url: str, bootstrap: str) -> None:
+    rules = await install_examples(database_url)
+    store = Storefront(customers=args.customers, seed=args.seed)
+    records = list(store.history(args.events, now=datetime.now(UTC)))
+    produce_s = await produce(bootstrap, records)
+    raw_s = await raw_consume(bootstrap, len(records))
+    raw_rate = len(records) / raw_s
+
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    engines: list[tuple[asyncio.subprocess.Process, httpx.AsyncClient]] = []
+    try:
+        for _ in range(args.engines):
+            port = free_port()
+            env = dict(
+                os.environ,
+                CLM_DATABASE_URL=database_url,
+                CLM_KAFKA_BOOTSTRAP=bootstrap,
+                CLM_ADMIN_TOKEN="adm_bench_" + uuid.uuid4().hex,
+                CLM_ENGINE_PORT=str(port),
+                CLM_MIGRATE_ON_START="false",
+                CLM_LOG_LEVEL="WARNING",
+                CLM_CONSUMER_GROUP=group,
+                CLM_CONSUMER_MAX_RECORDS=str(args.batch),
+                CLM_OUTBOX_POLL_SECONDS="0.2",
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.trigger_engine", env=env
+            )
+            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            engines.append((proc, client))
+        clients = [client for _, client in engines]
+        for proc, client in engines:
+            await wait_ready(client, proc)
+        rate, catch_up_s = await engine_rate(clients, len(records))
+        actions = await metric(clients, "clm_engine_actions_total{")
+        transitions = await metric(clients, "clm_engine_stage_transitions_total{")
+        merges = await metric(clients, "clm_engine_merges_total ")
+        lat, held, lost = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds)
+    finally:
+        for proc, client in engines:
+            await client.aclose()
+            proc.terminate()
+            await proc.wait()
+
+    shape = f"{args.customers:,} customers, {len(records):,} events, seed {args.seed}"
+    print(f"storefront:        {shape}")
+    print(f"rules:             {rules} example plays enabled")
+    print(f"produce:           {len(records) / produce_s:,.0f} events/s ({produce_s:.1f} s)")
+    print(f"raw consume+orjson:{raw_rate:>10,.0f} events/s ({raw_s:.1f} s)")
+    print(
+        f"engine end to end: {rate:>10,.0f} events/s ({catch_up_s:.1f} s, {args.engines} "
+        f"engine process(es), polls of up to {args.batch})"
+    )
+    print(f"ratio:             {rate / raw_rate:.1%} of the raw rate")
+    print(
+        f"during catch-up:   {actions:,.0f} actions, {transitions:,.0f} stage transitions, "
+        f"{merges:,.0f} merges"
+    )
+    print(
+        f"latency:           event -> action published p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat)} actions at {args.rate}/s, "
+        f"{held} held out{f', {lost} MISSING' if lost else ''})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--batch", type=int, default=2000, help="records per consumer poll")
+    parser.add_argument("--engines", type=int, default=2, help="engine processes (one group)")
+    parser.add_argument("--rate", type=int, default=100, help="Signed Up/s in the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="clm-bench-engine-"))
+    try:
+        with infrastructure(tmp) as (database_url, bootstrap):
+            asyncio.run(bench(args, database_url, bootstrap))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

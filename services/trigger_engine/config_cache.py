@@ -1,0 +1,57 @@
+"""The rules and lifecycle model a step runs against, cached per process.
+
+Every batch asks PostgreSQL one cheap question (has any rule or the lifecycle model changed
+since?) and reloads only then, so a change made through any instance's API applies to the
+next batch everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.trigger_engine.core.lifecycle import LifecycleModel
+from services.trigger_engine.core.ruleset import RuleSet
+from services.trigger_engine.lifecycle import repository as lifecycle_repo
+from services.trigger_engine.rules import repository as rules_repo
+
+_REVISION = text(
+    "SELECT (SELECT max(updated_at) FROM engine.rules), (SELECT count(*) FROM engine.rules), "
+    "(SELECT max(version) FROM engine.lifecycle_versions)"
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    rules: RuleSet
+    lifecycle: LifecycleModel
+    lifecycle_version: int
+
+    @property
+    def stage_names(self) -> list[str]:
+        return self.lifecycle.stage_names()
+
+
+class ConfigCache:
+    def __init__(self) -> None:
+        self._revision: tuple[Any, ...] | None = None
+        self._config: EngineConfig | None = None
+
+    def invalidate(self) -> None:
+        self._revision = None
+
+    async def get(self, session: AsyncSession) -> EngineConfig:
+        revision = tuple((await session.execute(_REVISION)).one())
+        if self._config is None or revision != self._revision:
+            current, history = await rules_repo.all_versions(session)
+            version, model = await lifecycle_repo.current(session)
+            self._config = EngineConfig(
+                rules=RuleSet.of(current, history=history),
+                lifecycle=model,
+                lifecycle_version=version,
+            )
+            self._revision = revision
+        return self._config

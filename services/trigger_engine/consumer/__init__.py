@@ -1,0 +1,1 @@
+"""The clm.events consumer: one transaction per poll, offsets committed after it."""

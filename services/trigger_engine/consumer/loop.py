@@ -1,0 +1,44 @@
+"""Running the clm.events consumer (the ``ConsumerLoop`` of ``shared``) for the engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.trigger_engine.consumer.handler import EventBatchHandler, decode
+from services.trigger_engine.context import EngineContext
+from shared.envelope import EventV1
+from shared.kafka.consumer import ConsumerLoop, create_consumer
+
+
+async def run_event_consumer(
+    ctx: EngineContext,
+    stop: asyncio.Event,
+    *,
+    topic: str | None = None,
+    group_id: str | None = None,
+    max_batches: int | None = None,
+    idle_timeout: float | None = None,
+) -> int:
+    """Consume until stopped (or a bound is reached); returns the records handled."""
+    settings = ctx.settings
+    group = group_id or settings.consumer_group
+    consumer = create_consumer(
+        settings.require_kafka_bootstrap(),
+        topic or settings.events_topic,
+        group_id=group,
+        client_id=f"clm-trigger-engine-{settings.instance_id}",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+    )
+    await consumer.start()
+    try:
+        loop: ConsumerLoop[EventV1] = ConsumerLoop(
+            consumer,
+            group=group,
+            decode=decode,
+            handler=EventBatchHandler(ctx),
+            dead_letters=ctx.dead_letters,
+            max_records=settings.consumer_max_records,
+        )
+        return await loop.run(stop, max_batches=max_batches, idle_timeout=idle_timeout)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,1 @@
+"""Customers: per-customer engine state, identity links, stage history; the customers API."""

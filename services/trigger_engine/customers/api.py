@@ -1,0 +1,137 @@
+"""The customers API: profile with stage history, timeline, erasure (admin token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.trigger_engine.context import EngineDep
+from services.trigger_engine.core.state import CustomerState
+from services.trigger_engine.customers import repository
+from services.trigger_engine.customers.schemas import (
+    CartOut,
+    CustomerOut,
+    ErasureOut,
+    MetricsOut,
+    NpsOut,
+    RunOut,
+    TimelineOut,
+    TimerOut,
+    TransitionOut,
+)
+from shared.db import transaction
+from shared.errors import NotFound
+from shared.http.auth import AdminDep
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[AdminDep])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no customer with this id"}}
+
+
+def _nps(state: CustomerState) -> NpsOut:
+    scores = [answer.score for answer in state.profile.nps]
+    if not scores:
+        return NpsOut(responses=0, last_score=None, score=None)
+    promoters = sum(s >= 9 for s in scores)
+    detractors = sum(s <= 6 for s in scores)
+    return NpsOut(
+        responses=len(scores),
+        last_score=scores[-1],
+        score=round(100 * (promoters - detractors) / len(scores), 1),
+    )
+
+
+def customer_out(state: CustomerState, history: list[TransitionOut]) -> CustomerOut:
+    p = state.profile
+    return CustomerOut(
+        id=p.user_id or state.customer_key,
+        customer_key=state.customer_key,
+        user_id=p.user_id,
+        anonymous_ids=p.anonymous_ids,
+        traits=p.traits,
+        stage=state.stage,
+        stage_entered_at=state.stage_entered_at,
+        stage_history=history,
+        metrics=MetricsOut(
+            orders=p.orders,
+            revenue=p.revenue,
+            aov=p.aov,
+            first_order_at=p.first_order_at,
+            last_order_at=p.last_order_at,
+            first_seen_at=p.first_seen_at,
+            last_seen_at=p.last_seen_at,
+            cart_adds=p.cart_adds,
+            checkouts=p.checkouts,
+            nps=_nps(state),
+        ),
+        cart=CartOut(
+            products=[item.model_dump(mode="json") for item in p.cart.products],
+            value=p.cart.value,
+            updated_at=p.cart.updated_at,
+        ),
+        runs=[
+            RunOut(
+                run_id=run.run_id,
+                rule=run.rule_key,
+                rule_version=run.rule_version,
+                status=run.status,
+                step=run.step_index,
+                holdout=run.holdout,
+                started_at=run.started_at,
+                ended_at=run.ended_at,
+                converted=run.converted,
+                trigger=run.trigger.model_dump(mode="json"),
+            )
+            for run in sorted(state.runs.values(), key=lambda r: r.started_at)
+        ],
+        timers=[
+            TimerOut(
+                timer_id=t.timer_id, kind=t.kind, due_at=t.due_at, rule=t.rule_key, run_id=t.run_id
+            )
+            for t in sorted(state.timers.values(), key=lambda t: t.due_at)
+        ],
+    )
+
+
+@router.get(
+    "/{customer_id}",
+    summary="Profile, traits, stage and stage history, metrics, open cart, runs",
+    responses=_NOT_FOUND,
+)
+async def get_customer(customer_id: str, ctx: EngineDep) -> CustomerOut:
+    async with ctx.sessions() as session:
+        state = await repository.load(session, customer_id)
+        history = await repository.stage_history(session, state.customer_key)
+    return customer_out(state, history)
+
+
+@router.get(
+    "/{customer_id}/timeline",
+    summary="Events, stage transitions and actions, in time order",
+    responses=_NOT_FOUND,
+)
+async def get_timeline(
+    customer_id: str,
+    ctx: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="newest items per kind")] = 1000,
+) -> TimelineOut:
+    async with ctx.sessions() as session:
+        key = await repository.resolve(session, customer_id)
+        if key is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        items = await repository.timeline(session, key, limit=limit)
+    return TimelineOut(customer_key=key, items=items)
+
+
+@router.delete(
+    "/{customer_id}",
+    status_code=202,
+    summary="Erase the customer: profile, events, runs, timers; the messenger is told too",
+)
+async def erase_customer(customer_id: str, ctx: EngineDep) -> ErasureOut:
+    async with transaction(ctx.sessions) as session:
+        erased = await repository.erase(session, customer_id, now=datetime.now(UTC))
+    ctx.relay.notify()
+    return erased

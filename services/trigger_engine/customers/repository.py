@@ -1,0 +1,143 @@
+"""Reading a customer (state, history, timeline) and erasing one. Callers own transactions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.trigger_engine.core.state import CustomerState
+from services.trigger_engine.customers.schemas import (
+    ErasureOut,
+    TimelineItem,
+    TransitionOut,
+)
+from services.trigger_engine.outbox import repository as outbox
+from shared.envelope import ErasureV1
+from shared.errors import NotFound
+
+_STATE = text("SELECT customer_key, state::text FROM engine.customers WHERE customer_key = :key")
+_LINK = text("SELECT customer_key FROM engine.identity_links WHERE anonymous_id = :id")
+_HISTORY = text(
+    "SELECT from_stage, to_stage, at, cause, cause_event, cause_message_id, reactivated "
+    "FROM engine.stage_transitions WHERE customer_key = :key ORDER BY at, to_stage"
+)
+_EVENTS = text(
+    "SELECT timestamp, event_id, call, event, message_id, payload->'properties', "
+    "payload->'traits' FROM engine.events WHERE customer_key = :key "
+    "ORDER BY timestamp DESC LIMIT :limit"
+)
+_ACTIONS = text(
+    "SELECT created_at, id, kind, payload::text, published_at FROM engine.outbox "
+    "WHERE customer_key = :key ORDER BY created_at DESC LIMIT :limit"
+)
+
+#: Tables holding a customer's rows, erased together with the profile.
+ERASED_TABLES: Final = (
+    "customers",
+    "events",
+    "stage_transitions",
+    "run_events",
+    "timers",
+    "outbox",
+)
+
+
+async def resolve(session: AsyncSession, customer_id: str) -> str | None:
+    """The customer key for a user id, customer key or merged anonymous id."""
+    row = (await session.execute(_STATE, {"key": customer_id})).first()
+    if row is not None:
+        return customer_id
+    linked: str | None = await session.scalar(_LINK, {"id": customer_id})
+    return linked
+
+
+async def load(session: AsyncSession, customer_id: str) -> CustomerState:
+    key = await resolve(session, customer_id)
+    row = None if key is None else (await session.execute(_STATE, {"key": key})).first()
+    if row is None:
+        raise NotFound(f"no customer {customer_id!r}")
+    return CustomerState.model_validate_json(row[1])
+
+
+async def stage_history(session: AsyncSession, key: str) -> list[TransitionOut]:
+    rows = await session.execute(_HISTORY, {"key": key})
+    return [
+        TransitionOut(
+            from_stage=f,
+            to_stage=t,
+            at=at,
+            cause=cause,
+            cause_event=event,
+            cause_message_id=message,
+            reactivated=reactivated,
+        )
+        for f, t, at, cause, event, message, reactivated in rows
+    ]
+
+
+async def timeline(session: AsyncSession, key: str, *, limit: int) -> list[TimelineItem]:
+    """Events, stage transitions and actions of ``key``, oldest first (newest ``limit`` each)."""
+    items: list[TimelineItem] = []
+    for at, event_id, call, name, message_id, properties, traits in await session.execute(
+        _EVENTS, {"key": key, "limit": limit}
+    ):
+        data: dict[str, Any] = {
+            "event_id": str(event_id),
+            "call": call,
+            "event": name,
+            "message_id": message_id,
+            "properties": properties or {},
+        }
+        if traits:
+            data["traits"] = traits
+        items.append(TimelineItem(at=at, type="event", data=data))
+    for transition in await stage_history(session, key):
+        items.append(
+            TimelineItem(at=transition.at, type="stage", data=transition.model_dump(by_alias=True))
+        )
+    for at, outbox_id, kind, payload, published_at in await session.execute(
+        _ACTIONS, {"key": key, "limit": limit}
+    ):
+        record = orjson.loads(payload)
+        body = record.get("data", {}) if kind == "action" else record
+        items.append(
+            TimelineItem(
+                at=at,
+                type="action" if kind == "action" else "erasure",
+                data={"id": outbox_id, "published_at": published_at, **body},
+            )
+        )
+    order = {"event": 0, "stage": 1, "action": 2, "erasure": 3}
+    items.sort(key=lambda item: (item.at, order[item.type]))
+    return items
+
+
+async def erase(session: AsyncSession, customer_id: str, *, now: datetime) -> ErasureOut:
+    """Delete everything held for the customer and queue an ``ErasureV1`` for the messenger.
+
+    The customer row is locked first, so a batch folding this customer concurrently either
+    commits before (and is erased) or starts after (and finds a fresh profile).
+    """
+    key = await resolve(session, customer_id) or customer_id
+    await session.execute(
+        text("SELECT 1 FROM engine.customers WHERE customer_key = :key FOR UPDATE"), {"key": key}
+    )
+    erased: dict[str, int] = {}
+    for table in ERASED_TABLES:
+        result = await session.execute(
+            text(f"DELETE FROM engine.{table} WHERE customer_key = :key"), {"key": key}
+        )
+        erased[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    links = await session.execute(
+        text("DELETE FROM engine.identity_links WHERE customer_key = :key OR anonymous_id = :id"),
+        {"key": key, "id": customer_id},
+    )
+    erased["identity_links"] = int(links.rowcount or 0)  # type: ignore[attr-defined]
+    erasure = ErasureV1(customer_key=key, erasure_id=uuid.uuid4(), requested_at=now)
+    await outbox.add_erasure(session, erasure)
+    return ErasureOut(erasure_id=str(erasure.erasure_id), customer_key=key, erased=erased)

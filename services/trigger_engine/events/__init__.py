@@ -1,0 +1,1 @@
+"""The event store: every normalized event, for timelines, metrics and replay."""

@@ -1,0 +1,49 @@
+"""The event store table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import DateTime, Index, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.trigger_engine.base import Base
+
+#: Events the lifecycle metrics read; a partial index keeps those queries cheap without
+#: indexing every page view.
+METRIC_EVENTS: Final = ("Order Completed", "Order Refunded", "Order Cancelled", "Survey Responded")
+
+
+class StoredEvent(Base):
+    """One normalized event (``EventV1``), stored once per ``event_id``.
+
+    ``customer_key`` is the resolved customer: an anonymous id already merged into a known
+    customer stores under the known key, and a merge re-keys the anonymous rows.
+    """
+
+    __tablename__ = "events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    customer_key: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(Text)
+    call: Mapped[str] = mapped_column(Text)
+    event: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("ix_events_customer_key_timestamp", "customer_key", "timestamp"),
+        Index(
+            "ix_events_metric_timestamp",
+            "timestamp",
+            postgresql_where=text(
+                "event IN ('Order Completed', 'Order Refunded', 'Order Cancelled', "
+                "'Survey Responded')"
+            ),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""The lifecycle model: versions stored, the current one served; the lifecycle API."""

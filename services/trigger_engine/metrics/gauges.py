@@ -1,0 +1,30 @@
+"""Backlog gauges, refreshed periodically (cheap counts on indexed tables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.trigger_engine.metrics import prometheus as m
+from services.trigger_engine.outbox import repository as outbox
+from services.trigger_engine.timers import repository as timers
+
+
+async def refresh(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        due, pending = await timers.counts(session)
+        m.TIMER_BACKLOG.set(due)
+        m.TIMERS_PENDING.set(pending)
+        m.OUTBOX_BACKLOG.set(await outbox.backlog(session))
+
+
+async def run_gauges(
+    sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event, *, every: float
+) -> None:
+    while not stop.is_set():
+        await refresh(sessions)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await stop.wait()

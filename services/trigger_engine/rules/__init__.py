@@ -1,0 +1,1 @@
+"""Rules: CRUD with immutable versions, simulation and stats; the rules API."""

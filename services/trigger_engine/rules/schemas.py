@@ -1,0 +1,100 @@
+"""Request and response shapes of the rules API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from services.trigger_engine.core.rule_checks import RuleError
+from services.trigger_engine.core.rules import Rule
+from services.trigger_engine.rules.repository import StoredRule
+from shared.errors import Unprocessable
+
+
+class RuleOut(Rule):
+    """A rule as stored: its current version plus when it was created and last changed."""
+
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, stored: StoredRule) -> RuleOut:
+        return cls.model_validate(
+            {
+                **stored.rule.model_dump(mode="json"),
+                "created_at": stored.created_at,
+                "updated_at": stored.updated_at,
+            }
+        )
+
+
+class RuleVersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    rule: Rule
+
+
+class SimulationRequest(BaseModel):
+    """Replay stored history through the rule with a virtual clock."""
+
+    from_: datetime | None = Field(
+        default=None, alias="from", description="start of the history (default: 7 days ago)"
+    )
+    to: datetime | None = Field(default=None, description="end of the history (default: now)")
+    rule: dict[str, Any] | None = Field(
+        default=None, description="a draft of the rule to try instead of the stored version"
+    )
+    sample: int = Field(default=20, ge=0, le=500, description="actions to return as examples")
+
+
+class SimulationOut(BaseModel):
+    rule: str
+    version: int
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    events: int = Field(description="stored events replayed")
+    customers: int
+    entered: int
+    sent: int
+    held_out: int
+    exited: int
+    completed: int
+    converted: int
+    truncated: bool = Field(description="history was longer than the most one simulation reads")
+    actions: list[dict[str, Any]] = Field(description="the first actions it would have sent")
+
+
+class ConversionOut(BaseModel):
+    treated: int
+    held_out: int
+
+
+class RatesOut(BaseModel):
+    treated: float | None
+    held_out: float | None
+
+
+class RuleStatsOut(BaseModel):
+    rule: str
+    triggered: int = Field(description="runs started (treated and held out)")
+    entered: int = Field(description="same as triggered")
+    held_out: int = Field(description="runs in the holdout group (they send nothing)")
+    sent: int = Field(description="actions sent")
+    held_back: int = Field(description="sends skipped because the run was held out")
+    exited: int
+    completed: int
+    converted: ConversionOut
+    conversion_rate: RatesOut
+    lift: float | None = Field(
+        description="conversion rate of treated minus held-out runs (null without a holdout)"
+    )
+
+
+def unprocessable(error: RuleError, *, prefix: str = "") -> Unprocessable:
+    details = [
+        {"loc": ".".join(str(p) for p in issue.loc) or "rule", "message": issue.message}
+        for issue in error.issues
+    ]
+    return Unprocessable(prefix + str(error), details=details)

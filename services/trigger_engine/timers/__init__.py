@@ -1,0 +1,1 @@
+"""Durable timers: waits, inactivity clocks and time-based stage changes."""
