@@ -76,8 +76,11 @@ async def test_poison_record_is_dead_lettered_and_the_rest_handled(infra: Infra)
     assert count == len(values)
     assert committed == len(values)
     letters = await collect(
-        infra.bootstrap, topics.DEAD_LETTERS, decode=decode_dead_letter,
-        match=lambda d: d.origin == topic, count=2,
+        infra.bootstrap,
+        topics.DEAD_LETTERS,
+        decode=decode_dead_letter,
+        match=lambda d: d.origin == topic,
+        count=2,
     )
     assert {(d.payload, d.code) for d in letters} == {
         ("poison", "processing_failed"),
