@@ -15,13 +15,9 @@ from services.ingest.pipeline import Pipeline, prune_seen
 from services.ingest.settings import IngestSettings
 from services.ingest.storefront import run_storefront_consumer
 from services.ingest.writekeys.repository import WriteKeyResolver
-from shared.db import create_engine, ping, session_factory
 from shared.http.app import create_service_app
-from shared.kafka.deadletters import DeadLetters
-from shared.kafka.producer import create_producer
-from shared.kafka.producer import ping as kafka_ping
+from shared.http.resources import service_resources
 from shared.settings import ServiceSettings
-from shared.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -33,40 +29,24 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(cfg.require_database_url(), application_name="clm-ingest")
-        sessions = session_factory(engine)
-        producer = create_producer(
-            cfg.require_kafka_bootstrap(),
-            client_id="clm-ingest",
-            enable_idempotence=cfg.kafka_enable_idempotence,
-        )
-        await producer.start()
-        ctx = IngestContext(
-            settings=cfg,
-            sessions=sessions,
-            producer=producer,
-            pipeline=Pipeline(sessions, producer, produce_timeout=cfg.produce_timeout_seconds),
-            write_keys=WriteKeyResolver(sessions, ttl=cfg.write_key_cache_seconds),
-            dead_letters=DeadLetters(producer, SERVICE),
-        )
-        app.state.ingest = ctx
-        app.state.readiness = {
-            "postgres": lambda: ping(engine),
-            "kafka": lambda: kafka_ping(producer),
-        }
-        supervisor = Supervisor()
-        if cfg.storefront_consumer:
-            supervisor.start("storefront-consumer", lambda stop: _consume(ctx, stop))
-        supervisor.start("prune-seen", lambda stop: _prune(ctx, stop))
-        log.info("ingest started", extra={"port": cfg.ingest_port})
-        try:
+        async with service_resources(app, cfg, service=SERVICE) as res:
+            ctx = IngestContext(
+                settings=cfg,
+                sessions=res.sessions,
+                producer=res.producer,
+                pipeline=Pipeline(
+                    res.sessions, res.producer, produce_timeout=cfg.produce_timeout_seconds
+                ),
+                write_keys=WriteKeyResolver(res.sessions, ttl=cfg.write_key_cache_seconds),
+                dead_letters=res.dead_letters,
+            )
+            app.state.ingest = ctx
+            if cfg.storefront_consumer:
+                res.supervisor.start("storefront-consumer", lambda stop: _consume(ctx, stop))
+            res.supervisor.start("prune-seen", lambda stop: _prune(ctx, stop))
+            log.info("ingest started", extra={"port": cfg.ingest_port})
             yield
-        finally:
-            app.state.stopping = True
-            await supervisor.shutdown()
-            await producer.stop()
-            await engine.dispose()
-            log.info("ingest stopped")
+        log.info("ingest stopped")
 
     app = create_service_app(
         title="clm ingest",

@@ -25,13 +25,9 @@ from services.messenger.settings import MessengerSettings
 from services.messenger.suppressions import api as suppressions_api
 from services.messenger.templates_store import api as templates_api
 from services.messenger.webhooks.transport import Resolver, system_resolver, webhook_client
-from shared.db import create_engine, ping, session_factory
 from shared.http.app import create_service_app
-from shared.kafka.deadletters import DeadLetters
-from shared.kafka.producer import create_producer
-from shared.kafka.producer import ping as kafka_ping
+from shared.http.resources import service_resources
 from shared.settings import ServiceSettings
-from shared.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -46,56 +42,38 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(cfg.require_database_url(), application_name="clm-messenger")
-        producer = create_producer(
-            cfg.require_kafka_bootstrap(),
-            client_id="clm-messenger",
-            enable_idempotence=cfg.kafka_enable_idempotence,
-        )
-        await producer.start()
-        http = webhook_client(
-            resolver=resolver or system_resolver,
-            allow_private=cfg.private_destinations_allowed,
-            max_connections=cfg.delivery_concurrency,
-        )
-        ctx = MessengerContext(
-            settings=cfg,
-            sessions=session_factory(engine),
-            policy=cfg.retry_policy(),
-            resolver=resolver or system_resolver,
-            http=http,
-        )
-        app.state.messenger = ctx
-        app.state.readiness = {
-            "postgres": lambda: ping(engine),
-            "kafka": lambda: kafka_ping(producer),
-        }
-        dead_letters = DeadLetters(producer, SERVICE)
-        dispatcher = Dispatcher(ctx)
-        supervisor = Supervisor()
+        async with service_resources(app, cfg, service=SERVICE) as res:
+            http = webhook_client(
+                resolver=resolver or system_resolver,
+                allow_private=cfg.private_destinations_allowed,
+                max_connections=cfg.delivery_concurrency,
+            )
+            res.closers.append(http.aclose)  # after the dispatcher stopped sending
+            ctx = MessengerContext(
+                settings=cfg,
+                sessions=res.sessions,
+                policy=cfg.retry_policy(),
+                resolver=resolver or system_resolver,
+                http=http,
+            )
+            app.state.messenger = ctx
+            dispatcher = Dispatcher(ctx)
 
-        async def consume(stop: asyncio.Event) -> None:
-            await run_actions_consumer(ctx, dead_letters, stop)
+            async def consume(stop: asyncio.Event) -> None:
+                await run_actions_consumer(ctx, res.dead_letters, stop)
 
-        supervisor.start("actions-consumer", consume)
-        supervisor.start("dispatcher", dispatcher.run)
-        supervisor.start("stats", lambda stop: run_stats(ctx, stop))
-        log.info(
-            "messenger started",
-            extra={
-                "port": cfg.messenger_port,
-                "private_destinations": cfg.private_destinations_allowed,
-            },
-        )
-        try:
+            res.supervisor.start("actions-consumer", consume)
+            res.supervisor.start("dispatcher", dispatcher.run)
+            res.supervisor.start("stats", lambda stop: run_stats(ctx, stop))
+            log.info(
+                "messenger started",
+                extra={
+                    "port": cfg.messenger_port,
+                    "private_destinations": cfg.private_destinations_allowed,
+                },
+            )
             yield
-        finally:
-            app.state.stopping = True
-            await supervisor.shutdown()
-            await http.aclose()
-            await producer.stop()
-            await engine.dispose()
-            log.info("messenger stopped")
+        log.info("messenger stopped")
 
     app = create_service_app(
         title="clm messenger",
