@@ -8,6 +8,7 @@ pydantic model or a :class:`pydantic.ValidationError`.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -47,6 +48,11 @@ class EventV1(_Record):
     )
     sent_at: datetime | None = None
     received_at: datetime
+
+    @cached_property
+    def event_id_text(self) -> str:
+        """``str(event_id)``, formatted once (it is a dictionary key on every hot path)."""
+        return str(self.event_id)
 
 
 class ActionV1(_Record):

@@ -1,8 +1,8 @@
-"""The rules and lifecycle model a step runs against, cached per process.
+"""The rules, lifecycle model and send policy a step runs against, cached per process.
 
-Every batch asks PostgreSQL one cheap question (has any rule or the lifecycle model changed
-since?) and reloads only then, so a change made through any instance's API applies to the
-next batch everywhere.
+Every batch asks PostgreSQL one cheap question (has any rule, the lifecycle model or the send
+policy changed since?) and reloads only then, so a change made through any instance's API
+applies to the next batch everywhere.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.core.lifecycle import LifecycleModel
+from services.trigger_engine.core.policy import NO_POLICY, SendPolicy
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.lifecycle import repository as lifecycle_repo
 from services.trigger_engine.rules import repository as rules_repo
+from services.trigger_engine.send_policy import repository as policy_repo
 
 _REVISION = text(
     "SELECT (SELECT max(updated_at) FROM engine.rules), (SELECT count(*) FROM engine.rules), "
-    "(SELECT max(version) FROM engine.lifecycle_versions)"
+    "(SELECT max(version) FROM engine.lifecycle_versions), "
+    "(SELECT max(version) FROM engine.send_policy_versions)"
 )
 
 
@@ -29,6 +32,8 @@ class EngineConfig:
     rules: RuleSet
     lifecycle: LifecycleModel
     lifecycle_version: int
+    policy: SendPolicy = NO_POLICY
+    policy_version: int = 0
 
     @property
     def stage_names(self) -> list[str]:
@@ -48,10 +53,13 @@ class ConfigCache:
         if self._config is None or revision != self._revision:
             current, history = await rules_repo.all_versions(session)
             version, model = await lifecycle_repo.current(session)
+            policy_version, policy = await policy_repo.current(session)
             self._config = EngineConfig(
                 rules=RuleSet.of(current, history=history),
                 lifecycle=model,
                 lifecycle_version=version,
+                policy=policy,
+                policy_version=policy_version,
             )
             self._revision = revision
         return self._config

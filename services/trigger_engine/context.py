@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.trigger_engine.config_cache import ConfigCache
 from services.trigger_engine.outbox.relay import Relay
+from services.trigger_engine.processing.cache import StateCache
 from services.trigger_engine.settings import EngineSettings
 from shared.kafka.deadletters import DeadLetters
 
@@ -24,6 +25,7 @@ class EngineContext:
     relay: Relay
     dead_letters: DeadLetters
     config: ConfigCache = field(default_factory=ConfigCache)
+    states: StateCache = field(default_factory=StateCache)
     timer_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 

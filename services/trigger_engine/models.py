@@ -13,6 +13,7 @@ from services.trigger_engine.lifecycle.models import LifecycleVersionRow
 from services.trigger_engine.outbox.models import OutboxRow
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from services.trigger_engine.runs.models import RunEventRow
+from services.trigger_engine.send_policy.models import SendPolicyVersionRow
 from services.trigger_engine.timers.models import TimerRow
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RuleRow",
     "RuleVersionRow",
     "RunEventRow",
+    "SendPolicyVersionRow",
     "StageTransitionRow",
     "StoredEvent",
     "TimerRow",

@@ -27,6 +27,12 @@ class EngineSettings(ServiceSettings):
     run_consumer: bool = Field(default=True, description="Consume clm.events.")
     run_timers: bool = Field(default=True, description="Fire due durable timers.")
     run_relay: bool = Field(default=True, description="Publish the outbox to clm.actions.")
+    state_cache_size: int = Field(
+        default=50_000,
+        ge=0,
+        description="Customer states kept decoded in memory between batches, about 8 kB "
+        "each (0: none).",
+    )
     timer_poll_seconds: float = Field(default=0.5, gt=0, description="Timer check interval.")
     timer_lease_seconds: float = Field(
         default=30.0, gt=0, description="How long a claimed timer is reserved for its worker."

@@ -10,6 +10,7 @@ one poison record never stalls a partition.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -161,8 +162,8 @@ class ConsumerLoop(Generic[T]):
         self.records += len(records)
         BATCHES.labels(self.group, outcome).inc()
         BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
-        for r in records:
-            RECORDS.labels(self.group, r.topic).inc()
+        for topic, count in collections.Counter(r.topic for r in records).items():
+            RECORDS.labels(self.group, topic).inc(count)
         self._update_lag(records)
 
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:

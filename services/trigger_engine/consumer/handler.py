@@ -39,7 +39,11 @@ class EventBatchHandler:
             try:
                 async with transaction(self.ctx.sessions) as session:
                     outcome = await handle_events(
-                        session, self.ctx.config, events, now=datetime.now(UTC)
+                        session,
+                        self.ctx.config,
+                        events,
+                        now=datetime.now(UTC),
+                        cache=self.ctx.states,
                     )
                 break
             except Exception as exc:
@@ -51,6 +55,7 @@ class EventBatchHandler:
         self._after_commit(outcome)
 
     def _after_commit(self, outcome: BatchOutcome) -> None:
+        self.ctx.states.keep(outcome.written.states)
         m.EVENTS.labels("folded").inc(outcome.folded)
         if outcome.duplicates:
             m.EVENTS.labels("duplicate").inc(outcome.duplicates)

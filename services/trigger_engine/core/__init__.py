@@ -16,6 +16,8 @@ from .effects import (
     RunCompleted,
     RunExited,
     RunStarted,
+    SendDeferred,
+    SendSkipped,
     SetTimer,
     StageTransition,
 )
@@ -23,15 +25,19 @@ from .engine import StepResult, step
 from .inputs import Input, StageChanged, TimerFired
 from .lifecycle import LifecycleModel, default_lifecycle, next_stage, next_stage_change_at
 from .merging import merge_states
+from .policy import NO_POLICY, Allow, Defer, SendPolicy, Skip, check_send
 from .rule_checks import RuleError, RuleIssue, parse_rule
 from .rules import Rule
 from .ruleset import RuleSet
 from .state import CustomerState
 
 __all__ = [
+    "NO_POLICY",
+    "Allow",
     "CancelTimer",
     "Converted",
     "CustomerState",
+    "Defer",
     "Effect",
     "EmitAction",
     "HeldOut",
@@ -44,11 +50,16 @@ __all__ = [
     "RunCompleted",
     "RunExited",
     "RunStarted",
+    "SendDeferred",
+    "SendPolicy",
+    "SendSkipped",
     "SetTimer",
+    "Skip",
     "StageChanged",
     "StageTransition",
     "StepResult",
     "TimerFired",
+    "check_send",
     "default_lifecycle",
     "merge_states",
     "next_stage",

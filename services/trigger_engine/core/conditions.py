@@ -12,6 +12,7 @@ numbers, as storefronts send them) and strings with strings; anything else is fa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -75,6 +76,11 @@ class Condition(BaseModel):
     def root(self) -> str:
         """``event`` or ``profile``."""
         return self.path.split(".", 1)[0]
+
+    @cached_property
+    def parts(self) -> tuple[str, ...]:
+        """The path's segments (split once: a condition is immutable)."""
+        return tuple(self.path.split("."))
 
 
 def resolve(path: str, data: Mapping[str, Any]) -> Any:
@@ -140,7 +146,11 @@ def _contains(actual: Any, expected: Any) -> bool:
 
 def evaluate(condition: Condition, data: Mapping[str, Any]) -> bool:
     """Whether ``condition`` holds for ``data`` = ``{"event": {...}, "profile": {...}}``."""
-    actual = resolve(condition.path, data)
+    return holds(condition, resolve(condition.path, data))
+
+
+def holds(condition: Condition, actual: Any) -> bool:
+    """Whether ``condition`` holds for the value its path resolved to (or :data:`MISSING`)."""
     op, expected = condition.op, condition.value
     if op == "exists":
         present = actual is not MISSING and actual is not None

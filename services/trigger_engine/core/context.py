@@ -12,10 +12,12 @@ from typing import Any
 
 from shared.envelope import EventV1
 
-from .conditions import Condition, all_match
+from . import views
+from .conditions import Condition, holds, resolve
 from .effects import CancelTimer, CustomerSnapshot, Effect, SetTimer
 from .inputs import TimerKind
-from .lifecycle import LifecycleModel
+from .lifecycle import LifecycleModel, Timeline
+from .policy import NO_POLICY, SendPolicy
 from .ruleset import RuleSet
 from .state import CustomerState, PendingTimer
 
@@ -26,8 +28,10 @@ class StepContext:
     rules: RuleSet
     lifecycle: LifecycleModel
     now: datetime
+    policy: SendPolicy = NO_POLICY
     effects: list[Effect] = field(default_factory=list)
     _profile_view: dict[str, Any] | None = None
+    _timeline: Timeline | None = None
 
     @property
     def customer_key(self) -> str:
@@ -63,6 +67,13 @@ class StepContext:
     def invalidate_views(self) -> None:
         """Call after the profile or stage changed."""
         self._profile_view = None
+        self._timeline = None
+
+    def timeline(self) -> Timeline:
+        """The profile's stages over time under the lifecycle model (see :class:`Timeline`)."""
+        if self._timeline is None:
+            self._timeline = self.lifecycle.compiled.timeline(self.state.profile)
+        return self._timeline
 
     def profile_view(self) -> dict[str, Any]:
         """``profile.*`` as conditions see it: the profile plus its stage."""
@@ -78,12 +89,19 @@ class StepContext:
         return self._profile_view
 
     def matches(self, conditions: list[Condition], event: EventV1 | None = None) -> bool:
-        if not conditions:
-            return True
-        data: dict[str, Any] = {"profile": self.profile_view()}
-        if event is not None:
-            data["event"] = event.model_dump(mode="json")
-        return all_match(conditions, data)
+        """All ``conditions`` hold on the views (read live where :mod:`.views` can)."""
+        data: dict[str, Any] | None = None
+        for condition in conditions:
+            actual = views.read(condition, self.state, event)
+            if actual is views.SLOW:
+                if data is None:
+                    data = {"profile": self.profile_view()}
+                    if event is not None:
+                        data["event"] = event.model_dump(mode="json")
+                actual = resolve(condition.path, data)
+            if not holds(condition, actual):
+                return False
+        return True
 
     def snapshot(self) -> CustomerSnapshot:
         profile = self.state.profile

@@ -9,32 +9,37 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from shared.ids import derive_id
+from shared.ids import derive_id, derive_text
 
 
 def run_id(rule_key: str, rule_version: int, customer_key: str, trigger_message_id: str) -> str:
-    return str(derive_id("run", rule_key, rule_version, customer_key, trigger_message_id))
+    return derive_text("run", rule_key, rule_version, customer_key, trigger_message_id)
 
 
 def action_id(run: str, step_index: int) -> str:
     """The webhook-id of a send: the same on every retry and replay."""
-    return "act_" + str(derive_id("action", run, step_index))
+    return "act_" + derive_text("action", run, step_index)
 
 
 def step_timer_id(run: str, step_index: int) -> str:
-    return str(derive_id("timer", "step", run, step_index))
+    return derive_text("timer", "step", run, step_index)
+
+
+def deferral_timer_id(run: str, step_index: int, until: datetime) -> str:
+    """The timer that resumes a send deferred by quiet hours."""
+    return str(derive_id("timer", "deferred-send", run, step_index, _iso(until)))
 
 
 def inactivity_timer_id(
     customer_key: str, rule_key: str, rule_version: int, last_seen_at: datetime
 ) -> str:
-    return str(
-        derive_id("timer", "inactivity", customer_key, rule_key, rule_version, _iso(last_seen_at))
+    return derive_text(
+        "timer", "inactivity", customer_key, rule_key, rule_version, _iso(last_seen_at)
     )
 
 
 def stage_timer_id(customer_key: str, due_at: datetime) -> str:
-    return str(derive_id("timer", "stage", customer_key, _iso(due_at)))
+    return derive_text("timer", "stage", customer_key, _iso(due_at))
 
 
 def stage_message_id(from_stage: str | None, to_stage: str, at: datetime) -> str:

@@ -143,6 +143,7 @@ class RunStarted(_RunRecord):
 
 
 ExitReason = Literal["exit_when", "audience", "rule_disabled", "rule_version_missing", "merged"]
+SkipReason = Literal["opted_out", "no_opt_in", "frequency_capped"]
 
 
 class RunExited(_RunRecord):
@@ -163,6 +164,27 @@ class HeldOut(_RunRecord):
     action_id: str
 
 
+class SendDeferred(_RunRecord):
+    """A send postponed by the send policy's quiet hours; the run resumes it at ``until``."""
+
+    type: Literal["send_deferred"] = "send_deferred"
+    step: int
+    action_id: str
+    channel: str
+    until: datetime
+    reason: Literal["quiet_hours"] = "quiet_hours"
+
+
+class SendSkipped(_RunRecord):
+    """A send the send policy refused (no consent, frequency cap); the run goes on."""
+
+    type: Literal["send_skipped"] = "send_skipped"
+    step: int
+    action_id: str
+    channel: str
+    reason: SkipReason
+
+
 class Converted(_RunRecord):
     """The goal event happened within the goal window (treated and held-out runs alike)."""
 
@@ -179,6 +201,8 @@ Effect = Annotated[
     | RunExited
     | RunCompleted
     | HeldOut
+    | SendDeferred
+    | SendSkipped
     | Converted,
     Field(discriminator="type"),
 ]

@@ -1,6 +1,6 @@
 """``step``: the engine's whole decision logic as one pure function.
 
-    new_state, effects = step(state, input, rules=..., lifecycle=..., now=...)
+    new_state, effects = step(state, input, rules=..., lifecycle=..., now=..., policy=...)
 
 The I/O layer calls it once per input for one customer, then, in one transaction, stores
 ``new_state`` and applies ``effects`` (timers, outbox rows for actions, stage history, run
@@ -23,7 +23,8 @@ from .context import StepContext
 from .effects import Effect, TriggerRef
 from .inputs import TimerFired
 from .lifecycle import LifecycleModel
-from .profile import apply_event
+from .policy import NO_POLICY, SendPolicy
+from .profile import apply_event_in_place
 from .rules import EventTrigger
 from .ruleset import RuleSet
 from .state import RECENT_EVENT_IDS, CustomerState, PendingTimer
@@ -44,24 +45,41 @@ def step(
     rules: RuleSet,
     lifecycle: LifecycleModel,
     now: datetime,
+    policy: SendPolicy = NO_POLICY,
 ) -> StepResult:
     """Apply one input to one customer's state; ``state`` itself is not modified.
 
     No-ops (same state, no effects): an event already seen (by ``event_id``), a timer no
     longer pending (fired or cancelled), a timer fired before its ``due_at``. A fired timer
     is looked up by ``timer_id`` in the state; its other fields are informational.
-    All datetimes are timezone-aware.
+    All datetimes are timezone-aware. ``policy`` (consent, frequency caps, quiet hours) is
+    applied to every send; the default has no caps and no quiet hours.
     """
+    if is_noop(state, input, now=now):
+        return StepResult(state, [])
+    ctx = StepContext(
+        state=state.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now, policy=policy
+    )
+    apply(ctx, input)
+    return StepResult(ctx.state, ctx.effects)
+
+
+def is_noop(state: CustomerState, input: EventV1 | TimerFired, *, now: datetime) -> bool:
+    """Whether ``input`` leaves ``state`` unchanged with no effects (see :func:`step`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     if isinstance(input, EventV1):
-        if str(input.event_id) in state.recent_event_ids:
-            return StepResult(state, [])
-    else:
-        pending = state.timers.get(input.timer_id)
-        if pending is None or now < pending.due_at:
-            return StepResult(state, [])
-    ctx = StepContext(state=state.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now)
+        return input.event_id_text in state.recent_event_ids
+    pending = state.timers.get(input.timer_id)
+    return pending is None or now < pending.due_at
+
+
+def apply(ctx: StepContext, input: EventV1 | TimerFired) -> None:
+    """The body of :func:`step`: apply ``input`` to ``ctx.state`` *in place*.
+
+    Only for an input that is not a no-op (:func:`is_noop`), on a state the caller owns:
+    :func:`step` hands it a fresh copy, :func:`.fold.advance` a state its caller owns.
+    """
     if isinstance(input, EventV1):
         _on_event(ctx, input)
     else:
@@ -69,15 +87,14 @@ def step(
     stages.reschedule_timer(ctx)
     inactivity.prune(ctx)
     prune_runs(ctx)
-    return StepResult(ctx.state, ctx.effects)
 
 
 def _on_event(ctx: StepContext, event: EventV1) -> None:
     state = ctx.state
-    state.recent_event_ids = [*state.recent_event_ids, str(event.event_id)][-RECENT_EVENT_IDS:]
+    state.recent_event_ids = [*state.recent_event_ids, event.event_id_text][-RECENT_EVENT_IDS:]
     stages.catch_up(ctx, until=min(event.timestamp, ctx.now))
     orders_before = state.profile.orders
-    state.profile = apply_event(state.profile, event)
+    apply_event_in_place(state.profile, event)  # ctx.state is the step's own copy
     ctx.invalidate_views()
     runs.on_event(ctx, event)
     inactivity.on_event(ctx, event)
@@ -89,13 +106,9 @@ def _on_event(ctx: StepContext, event: EventV1) -> None:
         event=event,
         orders_before=orders_before,
     )
-    for rule in ctx.rules.active():
+    for rule in ctx.rules.triggered_by(event.event):
         trigger = rule.trigger
-        if (
-            isinstance(trigger, EventTrigger)
-            and trigger.event == event.event
-            and ctx.matches(trigger.where, event)
-        ):
+        if isinstance(trigger, EventTrigger) and ctx.matches(trigger.where, event):
             ref = TriggerRef(type="event", event=event.event, message_id=event.message_id)
             runs.try_start(ctx, rule, ref, at=event.timestamp)
 

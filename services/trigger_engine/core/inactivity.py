@@ -20,9 +20,9 @@ from .state import InactivityClock, PendingTimer
 
 def on_event(ctx: StepContext, event: EventV1) -> None:
     """Restart the clocks of the live inactivity rules watching ``event``."""
-    for rule in ctx.rules.active():
+    for rule in ctx.rules.watching(event.event):
         trigger = rule.trigger
-        if not isinstance(trigger, InactivityTrigger) or trigger.event != event.event:
+        if not isinstance(trigger, InactivityTrigger):
             continue
         clock = ctx.state.inactivity.get(rule.key)
         if clock is not None and clock.last_seen_at >= event.timestamp:

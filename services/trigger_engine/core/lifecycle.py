@@ -9,8 +9,12 @@ exact, so the I/O layer can set one durable timer instead of polling.
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -45,6 +49,15 @@ METRICS: Final[dict[str, Callable[[Profile], float | bool]]] = {
     "identified": lambda p: p.user_id is not None,
 }
 
+_OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
 #: Stages whose customers count as reactivated when they buy again, if a model has them.
 DORMANT_STAGES: Final = ("lapsed", "at_risk")
 
@@ -70,16 +83,7 @@ class MetricCriterion(BaseModel):
     value: bool | int | float
 
     def holds(self, profile: Profile) -> bool:
-        actual = METRICS[self.metric](profile)
-        ops: dict[str, Callable[[Any, Any], bool]] = {
-            "eq": lambda a, b: a == b,
-            "ne": lambda a, b: a != b,
-            "gt": lambda a, b: a > b,
-            "gte": lambda a, b: a >= b,
-            "lt": lambda a, b: a < b,
-            "lte": lambda a, b: a <= b,
-        }
-        return ops[self.op](actual, self.value)
+        return bool(_OPS[self.op](METRICS[self.metric](profile), self.value))
 
 
 class ElapsedCriterion(BaseModel):
@@ -106,7 +110,12 @@ class ElapsedCriterion(BaseModel):
         anchor: datetime | None = getattr(profile, self.since)
         if anchor is None:
             return None
-        return anchor + (self.at_least or self.less_than or timedelta(0))
+        return anchor + self.window
+
+    @property
+    def window(self) -> timedelta:
+        """How long after the anchor this criterion flips."""
+        return self.at_least or self.less_than or timedelta(0)
 
     def holds(self, profile: Profile, now: datetime) -> bool:
         flip = self.boundary(profile)
@@ -189,6 +198,142 @@ class LifecycleModel(BaseModel):
     def stage_names(self) -> list[str]:
         return [stage.name for stage in self.stages]
 
+    @cached_property
+    def compiled(self) -> CompiledLifecycle:
+        """The model as plain predicates, built on first use (the model is immutable)."""
+        return CompiledLifecycle.of(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledStage:
+    name: str
+    #: (index into the metric values, comparison, value)
+    metrics: tuple[tuple[int, Callable[[Any, Any], Any], Any], ...]
+    #: (index into the anchors, window, True for ``at_least`` / False for ``less_than``)
+    elapsed: tuple[tuple[int, timedelta, bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """A profile's stages over time: ``stages[i]`` holds from ``instants[i - 1]`` (inclusive)
+    to ``instants[i]`` (exclusive); ``stages[0]`` before the first instant.
+
+    Elapsed criteria flip only at the instants, so this is exact for every ``now``.
+    """
+
+    instants: tuple[datetime, ...]
+    stages: tuple[str, ...]
+
+    def stage_at(self, now: datetime) -> str:
+        return self.stages[bisect_right(self.instants, now)]
+
+    def next_change_at(self, now: datetime) -> datetime | None:
+        index = bisect_right(self.instants, now)
+        current = self.stages[index]
+        for later in range(index + 1, len(self.stages)):
+            if self.stages[later] != current:
+                return self.instants[later - 1]
+        return None
+
+
+#: Timelines remembered per compiled model (they depend only on the values the model reads).
+_TIMELINES_KEPT: Final = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledLifecycle:
+    """The model as plain data, evaluated per profile once per change of what it reads.
+
+    A stage depends on the profile only through the metrics and anchor timestamps its
+    model names, so the whole :class:`Timeline` is computed once per distinct tuple of
+    those values (remembered, bounded) and every later question is a lookup: an input that
+    does not change them (a page view, for the default model) evaluates no criterion.
+    """
+
+    metrics: tuple[Callable[[Profile], Any], ...]
+    anchors: tuple[str, ...]
+    stages: tuple[_CompiledStage, ...]
+    #: every distinct (anchor index, window) of an elapsed criterion
+    flips: tuple[tuple[int, timedelta], ...]
+    _timelines: dict[tuple[Any, ...], Timeline] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, model: LifecycleModel) -> CompiledLifecycle:
+        metric_names: dict[str, int] = {}
+        anchor_names: dict[str, int] = {}
+        stages: list[_CompiledStage] = []
+        flips: dict[tuple[int, timedelta], None] = {}
+        for stage in model.stages:
+            metrics: list[tuple[int, Callable[[Any, Any], Any], Any]] = []
+            elapsed: list[tuple[int, timedelta, bool]] = []
+            for criterion in stage.when:
+                if isinstance(criterion, ElapsedCriterion):
+                    anchor = anchor_names.setdefault(criterion.since, len(anchor_names))
+                    window = criterion.window
+                    elapsed.append((anchor, window, criterion.at_least is not None))
+                    flips[(anchor, window)] = None
+                else:
+                    metric = metric_names.setdefault(criterion.metric, len(metric_names))
+                    metrics.append((metric, _OPS[criterion.op], criterion.value))
+            stages.append(_CompiledStage(stage.name, tuple(metrics), tuple(elapsed)))
+        return cls(
+            metrics=tuple(METRICS[name] for name in metric_names),
+            anchors=tuple(anchor_names),
+            stages=tuple(stages),
+            flips=tuple(flips),
+        )
+
+    def timeline(self, profile: Profile) -> Timeline:
+        key = [metric(profile) for metric in self.metrics]
+        for name in self.anchors:
+            anchor: datetime | None = getattr(profile, name)
+            # The offset is part of the key: an equal instant in another zone prints
+            # differently, and timer ids are derived from the printed instants.
+            key += (anchor, anchor.utcoffset() if anchor is not None else None)
+        found = self._timelines.get(tuple(key))
+        if found is None:
+            if len(self._timelines) >= _TIMELINES_KEPT:
+                self._timelines.clear()
+            values = key[: len(self.metrics)]
+            anchors = key[len(self.metrics) :: 2]
+            found = self._timelines[tuple(key)] = self._timeline(values, anchors)
+        return found
+
+    def _timeline(self, values: list[Any], anchors: list[Any]) -> Timeline:
+        candidates = [
+            stage
+            for stage in self.stages
+            if all(compare(values[index], value) for index, compare, value in stage.metrics)
+        ]
+        instants = sorted(
+            {anchor + window for index, window in self.flips if (anchor := anchors[index])}
+        )
+        stages = [self._stage_at(candidates, anchors, None)]
+        stages += [self._stage_at(candidates, anchors, instant) for instant in instants]
+        return Timeline(tuple(instants), tuple(stages))
+
+    def _stage_at(
+        self,
+        candidates: list[_CompiledStage],
+        anchors: list[Any],
+        now: datetime | None,
+    ) -> str:
+        """The first candidate whose elapsed criteria hold at ``now`` (None: before every
+        instant, where no ``at_least`` holds yet and every ``less_than`` still does)."""
+        for stage in candidates:
+            for index, window, at_least in stage.elapsed:
+                anchor = anchors[index]
+                if anchor is None:
+                    break
+                if at_least:
+                    if now is None or now < anchor + window:
+                        break
+                elif now is not None and now >= anchor + window:
+                    break
+            else:
+                return stage.name
+        return self.stages[-1].name  # unreachable: the last stage has no criteria
+
 
 def default_lifecycle(
     *,
@@ -240,10 +385,7 @@ def default_lifecycle(
 
 def next_stage(model: LifecycleModel, profile: Profile, *, now: datetime) -> str:
     """The first stage whose criteria all hold at ``now``."""
-    for stage in model.stages:
-        if stage.matches(profile, now):
-            return stage.name
-    return model.stages[-1].name  # unreachable: the last stage has no criteria
+    return model.compiled.timeline(profile).stage_at(now)
 
 
 def boundaries(model: LifecycleModel, profile: Profile) -> list[datetime]:
@@ -251,15 +393,7 @@ def boundaries(model: LifecycleModel, profile: Profile) -> list[datetime]:
 
     The stage can change by time alone only at these instants.
     """
-    return sorted(
-        {
-            flip
-            for stage in model.stages
-            for criterion in stage.when
-            if isinstance(criterion, ElapsedCriterion)
-            and (flip := criterion.boundary(profile)) is not None
-        }
-    )
+    return list(model.compiled.timeline(profile).instants)
 
 
 def next_stage_change_at(
@@ -270,8 +404,4 @@ def next_stage_change_at(
     Elapsed criteria flip only at their boundaries, so the stage is constant between
     consecutive boundaries: checking each future boundary in order is exact.
     """
-    current = next_stage(model, profile, now=now)
-    for instant in boundaries(model, profile):
-        if instant > now and next_stage(model, profile, now=instant) != current:
-            return instant
-    return None
+    return model.compiled.timeline(profile).next_change_at(now)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from . import inactivity, runs, stages
+from . import inactivity, runs, sending, stages
 from .context import StepContext
 from .effects import CancelTimer
 from .engine import StepResult, prune_runs
 from .lifecycle import LifecycleModel
+from .policy import NO_POLICY, SendPolicy
 from .profile import merge
 from .ruleset import RuleSet
 from .state import RECENT_EVENT_IDS, CustomerState
@@ -29,11 +30,15 @@ def merge_states(
     rules: RuleSet,
     lifecycle: LifecycleModel,
     now: datetime,
+    policy: SendPolicy = NO_POLICY,
 ) -> StepResult:
     """The known customer's state with ``anonymous`` folded in; neither input is modified."""
-    ctx = StepContext(state=known.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now)
+    ctx = StepContext(
+        state=known.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now, policy=policy
+    )
     anon = anonymous.model_copy(deep=True)
     state = ctx.state
+    sending.merge_sends(state, anon)
     orders_before = state.profile.orders
     state.profile = merge(state.profile, anon.profile)
     ctx.invalidate_views()

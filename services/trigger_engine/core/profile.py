@@ -149,12 +149,28 @@ def _cart_item(properties: dict[str, Any], at: datetime) -> CartItem:
 
 def recompute_metrics(profile: Profile) -> None:
     """Derive order metrics from ``order_log`` (in place; callers own a copy)."""
+    if not profile.order_log and not profile.orders and profile.last_order_at is None:
+        if profile.revenue or profile.aov or profile.first_order_at is not None:
+            _assign(profile, "revenue", 0.0)
+            _assign(profile, "aov", 0.0)
+            _assign(profile, "first_order_at", None)
+        return  # no orders, nothing to derive (most events of most customers)
     live = [order for order in profile.order_log.values() if not order.cancelled]
-    profile.orders = len(live)
-    profile.revenue = round(sum(max(0.0, o.total - o.refunded) for o in live), 2)
-    profile.aov = round(profile.revenue / profile.orders, 2) if profile.orders else 0.0
-    profile.first_order_at = min((o.at for o in live), default=None)
-    profile.last_order_at = max((o.at for o in live), default=None)
+    orders = len(live)
+    revenue = round(sum(max(0.0, o.total - o.refunded) for o in live), 2)
+    # Assign only what changed: most events change no order metric, and assigning a
+    # pydantic field costs more than comparing it.
+    _assign(profile, "orders", orders)
+    _assign(profile, "revenue", revenue)
+    _assign(profile, "aov", round(revenue / orders, 2) if orders else 0.0)
+    _assign(profile, "first_order_at", min((o.at for o in live), default=None))
+    _assign(profile, "last_order_at", max((o.at for o in live), default=None))
+
+
+def _assign(model: BaseModel, name: str, value: Any) -> None:
+    current = getattr(model, name)
+    if type(current) is not type(value) or current != value:
+        setattr(model, name, value)
 
 
 def _add_to_cart(profile: Profile, item: CartItem) -> None:
@@ -181,7 +197,7 @@ def _clear_cart_before(profile: Profile, at: datetime) -> None:
 
 
 def _apply_identity(profile: Profile, event: EventV1) -> None:
-    if event.user_id:
+    if event.user_id and event.user_id != profile.user_id:
         profile.user_id = event.user_id
     for anon in (event.anonymous_id, event.previous_id):
         if anon and anon != profile.user_id and anon not in profile.anonymous_ids:
@@ -231,14 +247,23 @@ def _apply_commerce(profile: Profile, event: EventV1) -> None:
 def apply_event(profile: Profile, event: EventV1) -> Profile:
     """The profile after ``event``; ``profile`` itself is left untouched."""
     updated = profile.model_copy(deep=True)
-    at = event.timestamp
-    updated.first_seen_at = min(at, updated.first_seen_at or at)
-    updated.last_seen_at = max(at, updated.last_seen_at or at)
-    _apply_identity(updated, event)
-    if event.call == "track":
-        _apply_commerce(updated, event)
-    recompute_metrics(updated)
+    apply_event_in_place(updated, event)
     return updated
+
+
+def apply_event_in_place(profile: Profile, event: EventV1) -> None:
+    """:func:`apply_event` on a profile the caller owns (a step's working copy)."""
+    at = event.timestamp
+    # = min(at, first or at) / max(at, last or at), assigning only on a change
+    first, last = profile.first_seen_at, profile.last_seen_at
+    if first is None or not first < at:
+        profile.first_seen_at = at
+    if last is None or not last > at:
+        profile.last_seen_at = at
+    _apply_identity(profile, event)
+    if event.call == "track":
+        _apply_commerce(profile, event)
+    recompute_metrics(profile)
 
 
 def merge(known: Profile, anonymous: Profile) -> Profile:

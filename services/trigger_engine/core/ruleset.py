@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from .rules import Rule
+from .rules import EventTrigger, InactivityTrigger, Rule
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,31 @@ class RuleSet:
         versions = {(rule.key, rule.version): rule for rule in (*history, *current.values())}
         return cls(current=current, versions=versions)
 
-    def active(self) -> list[Rule]:
+    def active(self) -> tuple[Rule, ...]:
         """Enabled current rules in key order (the order in which a step evaluates them)."""
-        return [self.current[key] for key in sorted(self.current) if self.current[key].enabled]
+        return self._active
+
+    def triggered_by(self, event: str | None) -> tuple[Rule, ...]:
+        """The active rules with an ``event`` trigger on ``event``, in key order."""
+        return self._by_event.get(event, ()) if event is not None else ()
+
+    def watching(self, event: str | None) -> tuple[Rule, ...]:
+        """The active rules with an ``inactivity`` trigger on ``event``, in key order."""
+        return self._by_absence.get(event, ()) if event is not None else ()
+
+    # A rule set is immutable: what a step looks up per input is indexed once per set.
+
+    @cached_property
+    def _active(self) -> tuple[Rule, ...]:
+        return tuple(self.current[key] for key in sorted(self.current) if self.current[key].enabled)
+
+    @cached_property
+    def _by_event(self) -> dict[str, tuple[Rule, ...]]:
+        return _index(rule for rule in self._active if isinstance(rule.trigger, EventTrigger))
+
+    @cached_property
+    def _by_absence(self) -> dict[str, tuple[Rule, ...]]:
+        return _index(rule for rule in self._active if isinstance(rule.trigger, InactivityTrigger))
 
     def is_live(self, key: str) -> bool:
         rule = self.current.get(key)
@@ -37,3 +60,11 @@ class RuleSet:
         if current is not None and current.version == version:
             return current
         return self.versions.get((key, version))
+
+
+def _index(rules: Iterable[Rule]) -> dict[str, tuple[Rule, ...]]:
+    by_event: dict[str, list[Rule]] = {}
+    for rule in rules:
+        assert isinstance(rule.trigger, EventTrigger | InactivityTrigger)
+        by_event.setdefault(rule.trigger.event, []).append(rule)
+    return {event: tuple(found) for event, found in by_event.items()}

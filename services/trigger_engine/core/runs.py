@@ -12,7 +12,7 @@ from typing import TypedDict
 
 from shared.envelope import EventV1
 
-from . import derive
+from . import derive, sending
 from .context import StepContext
 from .effects import (
     ActionContext,
@@ -26,6 +26,7 @@ from .effects import (
     RunStarted,
     TriggerRef,
 )
+from .policy import Defer, Skip
 from .rules import Rule, SendSpec, SendStep, WaitStep
 from .state import Run
 
@@ -79,19 +80,26 @@ def advance(ctx: StepContext, run: Run, rule: Rule, *, at: datetime) -> None:
         if not ctx.matches(rule.audience):
             exit_run(ctx, run, "audience", at=at)
             return
-        _send(ctx, run, step.send, at=at)
+        if not _send(ctx, run, step.send, at=at):
+            return  # deferred by quiet hours: a timer resumes this very step
         run.step_index += 1
     run.status = "completed"
     run.ended_at = at
     ctx.effects.append(RunCompleted(**_record(ctx, run, at)))
 
 
-def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> None:
+def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> bool:
+    """Send (or hold out, or skip by policy) and return True, or defer and return False."""
     action_id = derive.action_id(run.run_id, run.step_index)
     if run.holdout:
         held = HeldOut(**_record(ctx, run, at), step=run.step_index, action_id=action_id)
         ctx.effects.append(held)
-        return
+        return True
+    decision = sending.admit(ctx, run, send.channel, action_id=action_id, at=at)
+    if isinstance(decision, Defer):
+        return False
+    if isinstance(decision, Skip):
+        return True
     offer = None
     if send.offer is not None:
         expires_in = send.offer.expires_in
@@ -117,6 +125,7 @@ def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> None:
             created_at=at,
         )
     )
+    return True
 
 
 def exit_run(ctx: StepContext, run: Run, reason: ExitReason, *, at: datetime) -> None:
@@ -129,7 +138,10 @@ def exit_run(ctx: StepContext, run: Run, reason: ExitReason, *, at: datetime) ->
 
 
 def on_step_timer(ctx: StepContext, run: Run, *, due_at: datetime) -> None:
-    """The wait ``run`` was in is over: go on with the next step, on the pinned version."""
+    """The wait ``run`` was in is over: go on with the next step, on the pinned version.
+
+    A run whose timer was a quiet-hours deferral is still on its send step: it runs again.
+    """
     run.timer_id = None
     rule = ctx.rules.pinned(run.rule_key, run.rule_version)
     if rule is None:
@@ -137,7 +149,8 @@ def on_step_timer(ctx: StepContext, run: Run, *, due_at: datetime) -> None:
     elif not ctx.rules.is_live(run.rule_key):
         exit_run(ctx, run, "rule_disabled", at=due_at)
     else:
-        run.step_index += 1
+        if isinstance(rule.steps[run.step_index], WaitStep):
+            run.step_index += 1  # a send deferred by quiet hours resumes at its own step
         advance(ctx, run, rule, at=due_at)
 
 

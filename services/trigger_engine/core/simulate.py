@@ -17,6 +17,7 @@ from .effects import CancelTimer, Effect, SetTimer
 from .engine import step
 from .inputs import TimerFired
 from .lifecycle import LifecycleModel
+from .policy import NO_POLICY, SendPolicy
 from .ruleset import RuleSet
 from .state import CustomerState
 
@@ -25,6 +26,7 @@ from .state import CustomerState
 class Simulator:
     rules: RuleSet
     lifecycle: LifecycleModel
+    policy: SendPolicy = NO_POLICY
     states: dict[str, CustomerState] = field(default_factory=dict)
     timers: dict[str, SetTimer] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
@@ -35,7 +37,9 @@ class Simulator:
     ) -> list[Effect]:
         """One step for one customer at ``now``, with its effects applied to the timer table."""
         state = self.states.get(customer_key) or CustomerState.new(customer_key)
-        result = step(state, input, rules=self.rules, lifecycle=self.lifecycle, now=now)
+        result = step(
+            state, input, rules=self.rules, lifecycle=self.lifecycle, now=now, policy=self.policy
+        )
         self.states[customer_key] = result.state
         for effect in result.effects:
             if isinstance(effect, SetTimer):

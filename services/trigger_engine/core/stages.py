@@ -17,7 +17,6 @@ from . import derive
 from .context import StepContext
 from .effects import StageTransition, TriggerRef
 from .inputs import StageChanged
-from .lifecycle import boundaries, next_stage, next_stage_change_at
 from .rules import StageChangedTrigger, StageEnteredTrigger
 from .runs import try_start
 
@@ -25,7 +24,7 @@ from .runs import try_start
 def catch_up(ctx: StepContext, *, until: datetime) -> None:
     """Apply the time-based stage changes due in ``(stage_entered_at, until]``, in order."""
     entered = ctx.state.stage_entered_at
-    for instant in boundaries(ctx.lifecycle, ctx.state.profile):
+    for instant in ctx.timeline().instants:
         if instant > until:
             break
         if entered is None or instant > entered:
@@ -43,7 +42,7 @@ def update(
 ) -> None:
     """Recompute the stage at ``evaluated_at``; on a change record it and start stage rules."""
     state = ctx.state
-    new = next_stage(ctx.lifecycle, state.profile, now=evaluated_at)
+    new = ctx.timeline().stage_at(evaluated_at)  # = next_stage(lifecycle, profile, now=…)
     old = state.stage
     if new == old:
         return
@@ -93,7 +92,7 @@ def start_stage_rules(ctx: StepContext, change: StageChanged) -> None:
 def reschedule_timer(ctx: StepContext) -> None:
     """Keep exactly one stage timer, due when time alone would next change the stage."""
     state = ctx.state
-    due = next_stage_change_at(ctx.lifecycle, state.profile, now=ctx.now)
+    due = ctx.timeline().next_change_at(ctx.now)  # = next_stage_change_at(…, now=ctx.now)
     current = state.timers.get(state.stage_timer_id) if state.stage_timer_id else None
     if current is not None and current.due_at == due:
         return

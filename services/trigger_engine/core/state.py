@@ -83,6 +83,11 @@ class CustomerState(BaseModel):
     )
     timers: dict[str, PendingTimer] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
+    sends: dict[str, list[datetime]] = Field(
+        default_factory=dict,
+        description="channel -> recent send times, for the send policy's frequency caps; "
+        "pruned to the channel's longest cap window (see core.policy)",
+    )
 
     @classmethod
     def new(cls, customer_key: str) -> CustomerState:

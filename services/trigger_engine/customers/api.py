@@ -92,6 +92,7 @@ def customer_out(state: CustomerState, history: list[TransitionOut]) -> Customer
             )
             for t in sorted(state.timers.values(), key=lambda t: t.due_at)
         ],
+        recent_sends=state.sends,
     )
 
 

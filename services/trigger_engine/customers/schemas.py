@@ -77,6 +77,10 @@ class CustomerOut(BaseModel):
     cart: CartOut
     runs: list[RunOut]
     timers: list[TimerOut]
+    recent_sends: dict[str, list[datetime]] = Field(
+        default_factory=dict,
+        description="channel -> recent send times the send policy's frequency caps count",
+    )
 
 
 class TimelineItem(BaseModel):

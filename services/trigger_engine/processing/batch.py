@@ -1,6 +1,6 @@
 """One batch of events through the engine, inside the caller's transaction.
 
-    links → lock customers (key order) → store events (new ones only) → fold → write
+    links → store events (new ones only) → lock customers (key order) → fold → write
 
 The caller (the consumer's edge) opens the transaction and commits; the Kafka offsets are
 committed after that. A batch redelivered after a crash between the two finds its events
@@ -16,7 +16,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.config_cache import ConfigCache
-from services.trigger_engine.processing.fold import Fold, identity_ids, keys_to_lock
+from services.trigger_engine.processing.cache import StateCache
+from services.trigger_engine.processing.fold import Fold, identity_ids, keys_to_lock, resolve
 from services.trigger_engine.processing.loader import (
     check_unlinked,
     load_links,
@@ -40,22 +41,39 @@ async def handle_events(
     events: Sequence[tuple[EventV1, str]],
     *,
     now: datetime,
+    cache: StateCache | None = None,
 ) -> BatchOutcome:
-    """Fold ``(event, raw JSON)`` pairs into their customers and write the result."""
+    """Fold ``(event, raw JSON)`` pairs into their customers and write the result.
+
+    States come from ``cache`` where it holds their current row version; after the commit
+    the caller puts ``outcome.written.states`` back into it (not before: see :mod:`.cache`).
+    """
     unique: dict[str, tuple[EventV1, str]] = {}
     for event, raw in events:
-        unique.setdefault(str(event.event_id), (event, raw))
+        unique.setdefault(event.event_id_text, (event, raw))
     batch = list(unique.values())
     engine_config = await config.get(session)
     links = await load_links(session, identity_ids(e for e, _ in batch))
     keys = keys_to_lock((e for e, _ in batch), links)
-    states = await lock_states(session, keys)
+    # The event store needs no customer lock: store first, so the locks are held the
+    # shorter (another instance may be waiting for a customer both batches touch).
+    fresh = await store_events(
+        session, [(e, resolve(e.customer_key, links), raw) for e, raw in batch]
+    )
+    locked = await lock_states(session, keys, cache)
+    states = locked.states
     await check_unlinked(session, keys - states.keys(), links)
-    fold = Fold(config=engine_config, now=now, states=states, links=links, existing=set(states))
-    fresh = await store_events(session, [(e, fold.customer_of(e), raw) for e, raw in batch])
+    fold = Fold(
+        config=engine_config,
+        now=now,
+        states=states,
+        links=links,
+        existing=set(states),
+        versions=locked.versions,
+    )
     folded = 0
     for event, _ in batch:
-        if str(event.event_id) in fresh:
+        if event.event_id_text in fresh:
             fold.apply_event(event)
             folded += 1
     written = await write_fold(session, fold)

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from services.trigger_engine.config_cache import EngineConfig
 from services.trigger_engine.core.effects import Effect
-from services.trigger_engine.core.engine import StepResult, step
+from services.trigger_engine.core.fold import advance
 from services.trigger_engine.core.inputs import TimerFired
 from services.trigger_engine.core.merging import merge_states
 from services.trigger_engine.core.state import CustomerState
@@ -66,11 +66,20 @@ def keys_to_lock(events: Iterable[EventV1], links: Mapping[str, str]) -> set[str
 
 @dataclass
 class Fold:
+    """One batch's customers, advanced input by input.
+
+    The fold owns ``states``: the loader decoded them for this batch alone (or took them
+    out of its cache), so the core advances them in place (:func:`~.core.fold.advance`)
+    instead of copying every state for every input.
+    """
+
     config: EngineConfig
     now: datetime
     states: dict[str, CustomerState]
     links: dict[str, str]
     existing: set[str] = field(default_factory=set)
+    #: the row version each loaded state is the content of (see :mod:`.cache`)
+    versions: dict[str, int] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
     new_links: dict[str, str] = field(default_factory=dict)
@@ -92,18 +101,14 @@ class Fold:
             source = resolve(event.previous_id, self.links)
             if source != key:
                 self.merge(source, into=key)
-        self._keep(key, self._state(key), self._step(key, event))
+        self._advance(key, event)
         return key
 
     def apply_timer(self, key: str, fired: TimerFired) -> bool:
         """Fire a timer of ``key``; False when the customer is gone (erased or merged)."""
-        state = self.states.get(key)
-        if state is None:
+        if key not in self.states:
             return False
-        result = step(
-            state, fired, rules=self.config.rules, lifecycle=self.config.lifecycle, now=self.now
-        )
-        self._keep(key, state, result)
+        self._advance(key, fired)
         return True
 
     def merge(self, source: str, *, into: str) -> None:
@@ -119,6 +124,7 @@ class Fold:
                 rules=self.config.rules,
                 lifecycle=self.config.lifecycle,
                 now=self.now,
+                policy=self.config.policy,
             )
             self.states[into] = result.state
             self.changed.add(into)
@@ -148,17 +154,16 @@ class Fold:
             self.states[key] = state
         return state
 
-    def _step(self, key: str, event: EventV1) -> StepResult:
-        return step(
+    def _advance(self, key: str, input: EventV1 | TimerFired) -> None:
+        """``step`` on ``key``'s state in place: the fold owns its states (see the class)."""
+        effects = advance(
             self._state(key),
-            event,
+            input,
             rules=self.config.rules,
             lifecycle=self.config.lifecycle,
             now=self.now,
+            policy=self.config.policy,
         )
-
-    def _keep(self, key: str, before: CustomerState, result: StepResult) -> None:
-        if result.state is not before or result.effects:
-            self.states[key] = result.state
+        if effects is not None:
             self.changed.add(key)
-            self.effects.extend(result.effects)
+            self.effects.extend(effects)

@@ -9,11 +9,14 @@ held by different partitions (hence maybe different instances) is serialized wit
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
+from asyncpg import Connection, UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.core.state import CustomerState
+from services.trigger_engine.processing.cache import StateCache
 from shared.envelope import EventV1
 
 
@@ -27,8 +30,25 @@ _LINKS = text(
 )
 
 _LOCK = text(
-    "SELECT customer_key, state::text FROM engine.customers "
+    "SELECT customer_key, xmin::text::bigint FROM engine.customers "
     "WHERE customer_key = ANY(CAST(:keys AS text[])) ORDER BY customer_key FOR UPDATE"
+)
+
+_READ = text(
+    "SELECT customer_key, state::text FROM engine.customers "
+    "WHERE customer_key = ANY(CAST(:keys AS text[]))"
+)
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "customer_key",
+    "source",
+    "message_id",
+    "call",
+    "event",
+    "timestamp",
+    "received_at",
+    "payload",
 )
 
 _INSERT_EVENTS = text(
@@ -50,12 +70,37 @@ async def load_links(session: AsyncSession, ids: Collection[str]) -> dict[str, s
     return {anonymous: key for anonymous, key in rows}
 
 
-async def lock_states(session: AsyncSession, keys: Collection[str]) -> dict[str, CustomerState]:
-    """Lock and load the states of ``keys`` that exist (missing keys are new customers)."""
+@dataclass(frozen=True)
+class Locked:
+    """The locked customers that exist: their states (now the caller's own) and the row
+    versions those states are the content of (see :mod:`.cache`)."""
+
+    states: dict[str, CustomerState]
+    versions: dict[str, int]
+
+
+async def lock_states(
+    session: AsyncSession, keys: Collection[str], cache: StateCache | None = None
+) -> Locked:
+    """Lock the rows of ``keys`` and load the states that exist (missing keys are new
+    customers): from ``cache`` when it holds the row's current version, else decoded."""
     if not keys:
-        return {}
+        return Locked({}, {})
     rows = await session.execute(_LOCK, {"keys": sorted(keys)})
-    return {key: CustomerState.model_validate_json(state) for key, state in rows}
+    versions: dict[str, int] = {key: version for key, version in rows}
+    states: dict[str, CustomerState] = {}
+    unread: list[str] = []
+    for key, version in versions.items():
+        state = cache.take(key, version) if cache is not None else None
+        if state is None:
+            unread.append(key)
+        else:
+            states[key] = state
+    if unread:
+        rows = await session.execute(_READ, {"keys": unread})
+        for key, raw in rows:
+            states[key] = CustomerState.model_validate_json(raw)
+    return Locked(states, versions)
 
 
 async def check_unlinked(
@@ -80,6 +125,34 @@ async def store_events(
     """
     if not events:
         return set()
+    # Almost always every event is new: copy them in, in a savepoint. If one was stored
+    # already (a redelivery after a crash), the savepoint alone is rolled back and the
+    # exact ``ON CONFLICT DO NOTHING`` insert below says which ones were new.
+    driver = await _driver_connection(session)
+    try:
+        async with driver.transaction():
+            await driver.copy_records_to_table(
+                "events",
+                schema_name="engine",
+                columns=_EVENT_COLUMNS,
+                records=[
+                    (
+                        e.event_id,
+                        key,
+                        e.source,
+                        e.message_id,
+                        e.call,
+                        e.event,
+                        e.timestamp,
+                        e.received_at,
+                        raw,
+                    )
+                    for e, key, raw in events
+                ],
+            )
+        return {e.event_id_text for e, _, _ in events}
+    except UniqueViolationError:
+        pass
     rows = await session.execute(
         _INSERT_EVENTS,
         {
@@ -95,3 +168,13 @@ async def store_events(
         },
     )
     return {str(event_id) for (event_id,) in rows}
+
+
+async def _driver_connection(session: AsyncSession) -> Connection:
+    """The asyncpg connection under ``session``, inside the session's open transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("expected the session's transaction to be open")
+    return driver

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.core.effects import (
@@ -22,28 +24,36 @@ from services.trigger_engine.core.effects import (
 )
 from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.outbox import repository as outbox
+from services.trigger_engine.processing.cache import Versioned
 from services.trigger_engine.processing.fold import Fold
 from services.trigger_engine.processing.loader import ConcurrentChange
 from services.trigger_engine.runs.repository import run_rows, write_run_rows
 from shared.ids import derive_id
 
-_UPSERT_STATES = text(
-    "INSERT INTO engine.customers (customer_key, state, stage, stage_entered_at, user_id, "
-    "orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at, updated_at) "
-    "SELECT k, CAST(s AS jsonb), st, se, u, o, rv, fs, ls, fo, lo, CAST(:now AS timestamptz) "
-    "FROM unnest("
+_STATE_COLUMNS = (
     "CAST(:keys AS text[]), CAST(:states AS text[]), CAST(:stages AS text[]), "
     "CAST(:entered AS timestamptz[]), CAST(:users AS text[]), CAST(:orders AS int[]), "
     "CAST(:revenue AS float8[]), CAST(:first_seen AS timestamptz[]), "
     "CAST(:last_seen AS timestamptz[]), CAST(:first_order AS timestamptz[]), "
-    "CAST(:last_order AS timestamptz[])) AS x(k, s, st, se, u, o, rv, fs, ls, fo, lo) "
-    "ON CONFLICT (customer_key) DO UPDATE SET state = excluded.state, stage = excluded.stage, "
-    "stage_entered_at = excluded.stage_entered_at, user_id = excluded.user_id, "
-    "orders = excluded.orders, revenue = excluded.revenue, "
-    "first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at, "
-    "first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at, "
-    "updated_at = excluded.updated_at "
-    "RETURNING customer_key, xmax = 0"
+    "CAST(:last_order AS timestamptz[])) AS x(k, s, st, se, u, o, rv, fs, ls, fo, lo)"
+)
+
+# Both return the row version (xmin: this transaction) the state cache keys on.
+_UPDATE_STATES = text(
+    "UPDATE engine.customers AS c SET state = CAST(x.s AS jsonb), stage = x.st, "
+    "stage_entered_at = x.se, user_id = x.u, orders = x.o, revenue = x.rv, "
+    "first_seen_at = x.fs, last_seen_at = x.ls, first_order_at = x.fo, last_order_at = x.lo, "
+    "updated_at = CAST(:now AS timestamptz) "
+    f"FROM unnest({_STATE_COLUMNS} "
+    "WHERE c.customer_key = x.k RETURNING c.customer_key, c.xmin::text::bigint"
+)
+
+_INSERT_STATES = text(
+    "INSERT INTO engine.customers (customer_key, state, stage, stage_entered_at, user_id, "
+    "orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at, updated_at) "
+    "SELECT k, CAST(s AS jsonb), st, se, u, o, rv, fs, ls, fo, lo, CAST(:now AS timestamptz) "
+    f"FROM unnest({_STATE_COLUMNS} "
+    "RETURNING customer_key, xmin::text::bigint"
 )
 
 _DELETE_STATES = text(
@@ -90,6 +100,8 @@ class Written:
     timers_set: int = 0
     earliest_timer: datetime | None = None
     action_rules: list[str] = field(default_factory=list)
+    #: for the state cache, once committed (see :mod:`.cache`)
+    states: dict[str, Versioned] = field(default_factory=dict)
 
 
 def transition_id(effect: StageTransition) -> str:
@@ -109,7 +121,7 @@ async def write_fold(
 ) -> Written:
     """Persist the fold: states, merges, links, timers, transitions, outbox, run records."""
     written = Written()
-    await _write_states(session, fold)
+    written.states = await _write_states(session, fold)
     timers: dict[str, SetTimer | None] = dict.fromkeys(fired_timers)
     transitions: list[StageTransition] = []
     actions: list[EmitAction] = []
@@ -150,35 +162,49 @@ async def write_fold(
     return written
 
 
-async def _write_states(session: AsyncSession, fold: Fold) -> None:
+async def _write_states(session: AsyncSession, fold: Fold) -> dict[str, Versioned]:
+    """Write the changed states; return every state the fold holds that is now exactly its
+    committed row (once this transaction commits), with that row's version."""
     keys = sorted(fold.changed - fold.removed)
-    if keys:
-        states = [fold.states[k] for k in keys]
-        rows = await session.execute(
-            _UPSERT_STATES,
-            {
-                "now": fold.now,
-                "keys": keys,
-                "states": [s.model_dump_json() for s in states],
-                "stages": [s.stage for s in states],
-                "entered": [s.stage_entered_at for s in states],
-                "users": [s.profile.user_id for s in states],
-                "orders": [s.profile.orders for s in states],
-                "revenue": [s.profile.revenue for s in states],
-                "first_seen": [s.profile.first_seen_at for s in states],
-                "last_seen": [s.profile.last_seen_at for s in states],
-                "first_order": [s.profile.first_order_at for s in states],
-                "last_order": [s.profile.last_order_at for s in states],
-            },
-        )
-        for key, inserted in rows:
-            if not inserted and key not in fold.existing:
-                # Created by another transaction after we found it missing: our fold started
-                # from an empty state and would overwrite theirs.
-                raise ConcurrentChange(f"customer {key!r} was created concurrently")
+    versions = {k: v for k, v in fold.versions.items() if k in fold.states}
+    updated = [k for k in keys if k in fold.existing]
+    if updated:
+        rows = await session.execute(_UPDATE_STATES, _state_params(fold, updated))
+        versions.update({key: version for key, version in rows})
+    created = [k for k in keys if k not in fold.existing]
+    if created:
+        try:
+            rows = await session.execute(_INSERT_STATES, _state_params(fold, created))
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "23505":
+                raise
+            # Created by another transaction after we found it missing: our fold started
+            # from an empty state and would overwrite theirs.
+            raise ConcurrentChange("a customer of this batch was created concurrently") from exc
+        versions.update({key: version for key, version in rows})
     gone = sorted(fold.removed & fold.existing)
     if gone:
         await session.execute(_DELETE_STATES, {"keys": gone})
+    return {key: Versioned(version, fold.states[key]) for key, version in versions.items()}
+
+
+def _state_params(fold: Fold, keys: list[str]) -> dict[str, Any]:
+    states = [fold.states[k] for k in keys]
+    profiles = [s.profile for s in states]
+    return {
+        "now": fold.now,
+        "keys": keys,
+        "states": [s.model_dump_json() for s in states],
+        "stages": [s.stage for s in states],
+        "entered": [s.stage_entered_at for s in states],
+        "users": [p.user_id for p in profiles],
+        "orders": [p.orders for p in profiles],
+        "revenue": [p.revenue for p in profiles],
+        "first_seen": [p.first_seen_at for p in profiles],
+        "last_seen": [p.last_seen_at for p in profiles],
+        "first_order": [p.first_order_at for p in profiles],
+        "last_order": [p.last_order_at for p in profiles],
+    }
 
 
 async def _write_timers(
@@ -213,7 +239,9 @@ async def _write_identity(session: AsyncSession, fold: Fold) -> None:
                 text(
                     f"UPDATE engine.{table} AS t SET customer_key = x.dst "
                     "FROM unnest(CAST(:src AS text[]), CAST(:dst AS text[])) AS x(src, dst) "
-                    "WHERE t.customer_key = x.src"
+                    # The ANY makes the plan an index lookup of the few rows to move; the
+                    # join alone can be planned as a scan of the whole (event) table.
+                    "WHERE t.customer_key = x.src AND t.customer_key = ANY(CAST(:src AS text[]))"
                 ),
                 {"src": sources, "dst": targets},
             )

@@ -25,6 +25,7 @@ from services.trigger_engine.rules.schemas import (
 )
 from services.trigger_engine.rules.simulate import run_simulation
 from services.trigger_engine.runs.stats import rule_stats
+from services.trigger_engine.send_policy import repository as policy_repo
 from shared.db import transaction
 from shared.errors import Unprocessable
 from shared.http.auth import AdminDep
@@ -142,6 +143,7 @@ async def simulate_rule(
         else:
             rule = (await repository.get(session, key)).rule
         _, model = await lifecycle_repo.current(session)
+        _, policy = await policy_repo.current(session)
         return await run_simulation(
             session,
             rule,
@@ -150,6 +152,7 @@ async def simulate_rule(
             end=request.to,
             limit=ctx.settings.simulate_max_events,
             sample=request.sample,
+            policy=policy,
         )
 
 

@@ -59,6 +59,8 @@ class SimulationOut(BaseModel):
     entered: int
     sent: int
     held_out: int
+    skipped: int = Field(default=0, description="sends the send policy would have refused")
+    deferred: int = Field(default=0, description="sends quiet hours would have postponed")
     exited: int
     completed: int
     converted: int
@@ -83,6 +85,13 @@ class RuleStatsOut(BaseModel):
     held_out: int = Field(description="runs in the holdout group (they send nothing)")
     sent: int = Field(description="actions sent")
     held_back: int = Field(description="sends skipped because the run was held out")
+    skipped: int = Field(
+        default=0, description="sends the send policy refused (no consent, frequency cap)"
+    )
+    skipped_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="opted_out, no_opt_in, frequency_capped -> count"
+    )
+    deferred: int = Field(default=0, description="sends postponed by quiet hours")
     exited: int
     completed: int
     converted: ConversionOut

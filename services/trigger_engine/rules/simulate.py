@@ -4,7 +4,8 @@ The core's :class:`~services.trigger_engine.core.simulate.Simulator` plays the e
 memory (no database writes, nothing sent); events are read from the event store in event
 time order and the virtual clock follows event time: each event is processed at its own
 ``timestamp`` and every wait fires at its due time in between, as if the engine had seen
-each event the moment it happened (late arrivals are not replayed as late). The CPU-bound
+each event the moment it happened (late arrivals are not replayed as late). The current send
+policy applies, with caps counting this rule's own sends only. The CPU-bound
 replay runs in a worker thread so the service stays responsive.
 """
 
@@ -24,8 +25,11 @@ from services.trigger_engine.core.effects import (
     RunCompleted,
     RunExited,
     RunStarted,
+    SendDeferred,
+    SendSkipped,
 )
 from services.trigger_engine.core.lifecycle import LifecycleModel
+from services.trigger_engine.core.policy import NO_POLICY, SendPolicy
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
@@ -61,8 +65,9 @@ def simulate(
     end: datetime,
     truncated: bool,
     sample: int,
+    policy: SendPolicy = NO_POLICY,
 ) -> SimulationOut:
-    simulator = Simulator(rules=RuleSet.of([rule]), lifecycle=lifecycle)
+    simulator = Simulator(rules=RuleSet.of([rule]), lifecycle=lifecycle, policy=policy)
     for event in events:
         simulator.feed(event, now=event.timestamp)
     simulator.advance_to(end)
@@ -78,6 +83,8 @@ def simulate(
         entered=sum(isinstance(e, RunStarted) for e in effects),
         sent=len(actions),
         held_out=sum(isinstance(e, HeldOut) for e in effects),
+        skipped=sum(isinstance(e, SendSkipped) for e in effects),
+        deferred=sum(isinstance(e, SendDeferred) for e in effects),
         exited=sum(isinstance(e, RunExited) for e in effects),
         completed=sum(isinstance(e, RunCompleted) for e in effects),
         converted=sum(isinstance(e, Converted) for e in effects),
@@ -95,6 +102,7 @@ async def run_simulation(
     end: datetime | None,
     limit: int,
     sample: int,
+    policy: SendPolicy = NO_POLICY,
 ) -> SimulationOut:
     until = end or datetime.now(UTC)
     since = start or until - DEFAULT_WINDOW
@@ -108,4 +116,5 @@ async def run_simulation(
         end=until,
         truncated=truncated,
         sample=sample,
+        policy=policy,
     )

@@ -12,7 +12,7 @@ from services.trigger_engine.base import Base
 
 
 class RunEventRow(Base):
-    """``kind``: started, sent, held_out, exited, completed, converted."""
+    """``kind``: started, sent, held_out, skipped, deferred, exited, completed, converted."""
 
     __tablename__ = "run_events"
 

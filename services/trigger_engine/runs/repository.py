@@ -18,6 +18,8 @@ from services.trigger_engine.core.effects import (
     RunCompleted,
     RunExited,
     RunStarted,
+    SendDeferred,
+    SendSkipped,
 )
 from shared.ids import derive_id
 
@@ -37,7 +39,13 @@ class RunRow:
 
 
 def _row(
-    effect: RunStarted | RunExited | RunCompleted | HeldOut | Converted,
+    effect: RunStarted
+    | RunExited
+    | RunCompleted
+    | HeldOut
+    | SendDeferred
+    | SendSkipped
+    | Converted,
     kind: str,
     *,
     step: int | None = None,
@@ -58,7 +66,8 @@ def _row(
 
 
 def run_rows(effects: Iterable[Effect]) -> list[RunRow]:
-    """The run records among ``effects`` (sends included, as ``sent``)."""
+    """The run records among ``effects`` (sends included, as ``sent``; sends the send policy
+    refused as ``skipped`` with the reason, or postponed as ``deferred`` with the time)."""
     rows: list[RunRow] = []
     for effect in effects:
         if isinstance(effect, RunStarted):
@@ -69,6 +78,10 @@ def run_rows(effects: Iterable[Effect]) -> list[RunRow]:
             rows.append(_row(effect, "completed"))
         elif isinstance(effect, HeldOut):
             rows.append(_row(effect, "held_out", step=effect.step, detail=effect.action_id))
+        elif isinstance(effect, SendSkipped):
+            rows.append(_row(effect, "skipped", step=effect.step, detail=effect.reason))
+        elif isinstance(effect, SendDeferred):
+            rows.append(_row(effect, "deferred", step=effect.step, detail=effect.until.isoformat()))
         elif isinstance(effect, Converted):
             rows.append(_row(effect, "converted", detail=effect.message_id))
         elif isinstance(effect, EmitAction):

@@ -1,4 +1,4 @@
-"""Rule stats from the run records: entered, sent, exited, held out, converted, lift."""
+"""Rule stats from the run records: entered, sent, skipped, exited, held out, converted, lift."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from services.trigger_engine.rules.schemas import ConversionOut, RatesOut, RuleS
 _COUNTS = text(
     "SELECT kind, holdout, count(*), count(DISTINCT run_id) FROM engine.run_events "
     "WHERE rule_key = :key GROUP BY kind, holdout"
+)
+_SKIPPED = text(
+    "SELECT detail, count(*) FROM engine.run_events "
+    "WHERE rule_key = :key AND kind = 'skipped' GROUP BY detail"
 )
 
 
@@ -46,6 +50,12 @@ async def rule_stats(session: AsyncSession, key: str) -> RuleStatsOut:
         held_out=entered_held,
         sent=both("sent", records),
         held_back=both("held_out", records),
+        skipped=both("skipped", records),
+        skipped_by_reason={
+            str(reason): int(count)
+            for reason, count in await session.execute(_SKIPPED, {"key": key})
+        },
+        deferred=both("deferred", records),
         exited=both("exited", runs),
         completed=both("completed", runs),
         converted=ConversionOut(treated=converted_treated, held_out=converted_held),

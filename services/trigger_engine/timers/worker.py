@@ -99,12 +99,20 @@ class TimerWorker:
         ctx = self.ctx
         async with transaction(ctx.sessions) as session:
             config = await ctx.config.get(session)
-            states = await lock_states(session, {key for _, key in claimed})
+            locked = await lock_states(session, {key for _, key in claimed}, ctx.states)
+            states = locked.states
             timers = await repository.still_mine(
                 session, [t for t, _ in claimed], me=ctx.settings.instance_id
             )
             now = datetime.now(UTC)
-            fold = Fold(config=config, now=now, states=states, links={}, existing=set(states))
+            fold = Fold(
+                config=config,
+                now=now,
+                states=states,
+                links={},
+                existing=set(states),
+                versions=locked.versions,
+            )
             for timer in timers:
                 fired = TimerFired(
                     timer_id=timer.timer_id,
@@ -114,6 +122,7 @@ class TimerWorker:
                 )
                 fold.apply_timer(timer.customer_key, fired)
             written = await write_fold(session, fold, fired_timers=[t.timer_id for t in timers])
+        ctx.states.keep(written.states)
         for timer in timers:
             m.TIMERS_FIRED.labels(timer.kind).inc()
             m.TIMER_LATENESS.labels(timer.kind).observe((now - timer.due_at).total_seconds())
