@@ -4,7 +4,6 @@ and the ops API, sharing one :class:`~services.trigger_engine.context.EngineCont
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,17 +33,6 @@ from shared.tasks import Supervisor
 log = logging.getLogger(__name__)
 
 SERVICE = "trigger_engine"
-
-
-def tune_gc() -> None:
-    """Collect cycles far less often than CPython's default (every 700 allocations).
-
-    The state cache keeps up to ``state_cache_size`` customers' states alive: millions of
-    small objects without reference cycles that every full collection would walk again. The
-    objects of the start-up (modules, schemas) are frozen out of collections altogether.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
@@ -93,7 +81,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "postgres": lambda: ping(engine),
             "kafka": lambda: kafka_ping(producer),
         }
-        tune_gc()
         supervisor = Supervisor()
         start_jobs(ctx, supervisor)
         log.info("trigger_engine started", extra={"port": cfg.engine_port})
