@@ -14,19 +14,18 @@ from services.trigger_engine.consumer.loop import run_event_consumer
 from services.trigger_engine.context import EngineContext
 from services.trigger_engine.customers.api import router as customers_router
 from services.trigger_engine.lifecycle.api import router as lifecycle_router
+from services.trigger_engine.lifecycle.reevaluation import LifecyclePasses
 from services.trigger_engine.metrics.api import router as metrics_router
 from services.trigger_engine.metrics.gauges import run_gauges
 from services.trigger_engine.outbox.relay import Relay
 from services.trigger_engine.processing.cache import StateCache
+from services.trigger_engine.retention import RetentionPolicy, run_retention
 from services.trigger_engine.rules.api import router as rules_router
 from services.trigger_engine.send_policy.api import router as send_policy_router
 from services.trigger_engine.settings import EngineSettings
 from services.trigger_engine.timers.worker import TimerWorker
-from shared.db import create_engine, ping, session_factory
 from shared.http.app import create_service_app
-from shared.kafka.deadletters import DeadLetters
-from shared.kafka.producer import create_producer
-from shared.kafka.producer import ping as kafka_ping
+from shared.http.resources import service_resources
 from shared.settings import ServiceSettings
 from shared.tasks import Supervisor
 
@@ -44,6 +43,16 @@ def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
         supervisor.start("timer-worker", TimerWorker(ctx).run)
     if cfg.run_relay:
         supervisor.start("outbox-relay", ctx.relay.run)
+    if cfg.run_lifecycle_passes:
+        supervisor.start("lifecycle-passes", LifecyclePasses(ctx).run)
+    if cfg.run_retention:
+        policy = RetentionPolicy.of(cfg)
+        supervisor.start(
+            "retention",
+            lambda stop: run_retention(
+                ctx.sessions, policy, stop, every=cfg.retention_interval_seconds
+            ),
+        )
     supervisor.start(
         "gauges", lambda stop: run_gauges(ctx.sessions, stop, every=cfg.gauges_seconds)
     )
@@ -58,40 +67,26 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(cfg.require_database_url(), application_name="clm-trigger_engine")
-        sessions = session_factory(engine)
-        producer = create_producer(
-            cfg.require_kafka_bootstrap(),
-            client_id="clm-trigger_engine",
-            enable_idempotence=cfg.kafka_enable_idempotence,
-        )
-        await producer.start()
-        ctx = EngineContext(
-            settings=cfg,
-            sessions=sessions,
-            producer=producer,
-            relay=Relay(
-                sessions, producer, batch=cfg.outbox_batch, poll_seconds=cfg.outbox_poll_seconds
-            ),
-            dead_letters=DeadLetters(producer, SERVICE),
-            states=StateCache(cfg.state_cache_size),
-        )
-        app.state.engine = ctx
-        app.state.readiness = {
-            "postgres": lambda: ping(engine),
-            "kafka": lambda: kafka_ping(producer),
-        }
-        supervisor = Supervisor()
-        start_jobs(ctx, supervisor)
-        log.info("trigger_engine started", extra={"port": cfg.engine_port})
-        try:
+        # On exit: not ready, the jobs drain and commit, then the producer and the database stop.
+        async with service_resources(app, cfg, service=SERVICE) as res:
+            ctx = EngineContext(
+                settings=cfg,
+                sessions=res.sessions,
+                producer=res.producer,
+                relay=Relay(
+                    res.sessions,
+                    res.producer,
+                    batch=cfg.outbox_batch,
+                    poll_seconds=cfg.outbox_poll_seconds,
+                ),
+                dead_letters=res.dead_letters,
+                states=StateCache(cfg.state_cache_size),
+            )
+            app.state.engine = ctx
+            start_jobs(ctx, res.supervisor)
+            log.info("trigger_engine started", extra={"port": cfg.engine_port})
             yield
-        finally:
-            app.state.stopping = True
-            await supervisor.shutdown()
-            await producer.stop()
-            await engine.dispose()
-            log.info("trigger_engine stopped")
+        log.info("trigger_engine stopped")
 
     app = create_service_app(
         title="clm trigger engine",

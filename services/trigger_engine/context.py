@@ -27,6 +27,8 @@ class EngineContext:
     config: ConfigCache = field(default_factory=ConfigCache)
     states: StateCache = field(default_factory=StateCache)
     timer_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set by ``PUT /v1/lifecycle`` so this instance's re-evaluation job starts at once
+    lifecycle_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _context(request: Request) -> EngineContext:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from services.trigger_engine.base import SCHEMA, Base
 from services.trigger_engine.customers.models import Customer, IdentityLink, StageTransitionRow
 from services.trigger_engine.events.models import StoredEvent
-from services.trigger_engine.lifecycle.models import LifecycleVersionRow
+from services.trigger_engine.lifecycle.models import LifecyclePassRow, LifecycleVersionRow
 from services.trigger_engine.outbox.models import OutboxRow
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from services.trigger_engine.runs.models import RunEventRow
@@ -21,6 +21,7 @@ __all__ = [
     "Base",
     "Customer",
     "IdentityLink",
+    "LifecyclePassRow",
     "LifecycleVersionRow",
     "OutboxRow",
     "RuleRow",

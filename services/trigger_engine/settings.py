@@ -38,6 +38,27 @@ class EngineSettings(ServiceSettings):
         default=30.0, gt=0, description="How long a claimed timer is reserved for its worker."
     )
     timer_batch: int = Field(default=500, ge=1, description="Timers claimed per round.")
+    run_lifecycle_passes: bool = Field(
+        default=True,
+        description="After a lifecycle model change, re-evaluate every existing customer's "
+        "stage and stage timer under it (one instance at a time, in chunks).",
+    )
+    lifecycle_pass_chunk: int = Field(
+        default=500,
+        ge=1,
+        description="Customers re-evaluated (and locked) per transaction of a lifecycle pass.",
+    )
+    lifecycle_pass_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often to look for a model stored through another instance (a PUT "
+        "to this one starts its pass at once).",
+    )
+    lifecycle_pass_pause_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Pause between two chunks of a lifecycle pass, to slow it down (0: none).",
+    )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0, description="Outbox check interval (commits also wake the relay)."
     )
@@ -45,4 +66,30 @@ class EngineSettings(ServiceSettings):
     gauges_seconds: float = Field(default=5.0, gt=0, description="Backlog gauge refresh interval.")
     simulate_max_events: int = Field(
         default=200_000, ge=1, description="Most stored events one simulation reads."
+    )
+    run_retention: bool = Field(
+        default=True,
+        description="Delete published outbox rows and stored events past their retention "
+        "(see outbox_retention_days, event_retention_days).",
+    )
+    outbox_retention_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days a published outbox row is kept after it was published (it shows on "
+        "the customer timeline until then); unpublished rows are never deleted. 0: forever.",
+    )
+    event_retention_days: int = Field(
+        default=400,
+        ge=0,
+        description="Days a stored event is kept: deleted once both its timestamp and its "
+        "received_at are older (timelines, simulations and lifecycle metrics read the event "
+        "store). 0: forever.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="Time between two retention rounds."
+    )
+    retention_batch: int = Field(
+        default=5000,
+        ge=1,
+        description="Rows one retention statement deletes (one short transaction each).",
     )

@@ -69,7 +69,13 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
         lambda: _timeline_with(engine, user, "Product Viewed"), what="the anonymous view"
     )
     kinds = [item["type"] for item in timeline["items"]]
-    assert {"event", "stage", "action"} <= set(kinds)
+    assert {"event", "stage", "run", "action"} <= set(kinds)
+    # The run started while the shopper was anonymous: its records moved with the merge.
+    runs = [item["data"] for item in timeline["items"] if item["type"] == "run"]
+    assert [(r["kind"], r["rule"]) for r in runs] == [
+        ("started", f"{prefix}-cart"),
+        ("completed", f"{prefix}-cart"),
+    ]
 
 
 async def _timeline_with(engine: Engine, customer: str, name: str) -> dict[str, Any] | None:

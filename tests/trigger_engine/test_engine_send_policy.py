@@ -1,6 +1,8 @@
 """The send policy on the running engine: ``GET/PUT /v1/send-policy``, a capped send skipped,
 an unconsented one skipped, and a send inside quiet hours deferred to the end of the window
-(a window a few seconds long, set around the current time in the customer's zone)."""
+(a window a few seconds long, set around the current time in the customer's zone, given as
+``traits.timezone`` or as the device's ``context.timezone``). Every decision is on the
+customer's timeline and in the ``clm_engine_sends_*_total`` counters."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.services import Infra
 from tests.trigger_engine.engine_support import (
@@ -112,27 +115,70 @@ async def test_a_send_over_the_frequency_cap_or_without_opt_in_is_skipped(
         )
     )
     opted_in, silent = f"{prefix}-opted-in", f"{prefix}-silent"
+    refused = f"{prefix}-refused"
     await produce(
         producer,
         event(opted_in, None, call="identify", traits={"phone": "+15550100", "sms_opt_in": True}),
         event(silent, None, call="identify", traits={"phone": "+15550101"}),
+        event(refused, None, call="identify", traits={"phone": "+15550102", "sms_opt_in": "no"}),
         event(opted_in, "Product Added", properties=MUG),
         event(silent, "Product Added", properties=MUG),
+        event(refused, "Product Added", properties=MUG),
     )
 
     stats = await eventually(
-        lambda: _stats(engine, key, lambda s: s["completed"] == 2), what="both runs to complete"
+        lambda: _stats(engine, key, lambda s: s["completed"] == 3), what="the runs to complete"
     )
-    assert (stats["sent"], stats["skipped"]) == (1, 3)
-    assert stats["skipped_by_reason"] == {"frequency_capped": 1, "no_opt_in": 2}
+    assert (stats["sent"], stats["skipped"]) == (1, 5)
+    assert stats["skipped_by_reason"] == {"frequency_capped": 1, "no_opt_in": 2, "opted_out": 2}
+    skipped = "clm_engine_sends_skipped_total"
+    counted = await eventually(
+        lambda: _counters(engine, skipped, {"rule": key}, total=5), what="the skips counted"
+    )
+    assert counted == {
+        (("channel", "sms"), ("reason", "frequency_capped"), ("rule", key)): 1,
+        (("channel", "sms"), ("reason", "no_opt_in"), ("rule", key)): 2,
+        (("channel", "sms"), ("reason", "opted_out"), ("rule", key)): 2,
+    }
+
+    runs = await _run_items(engine, refused)
+    assert [(r["kind"], r["step"], r.get("reason")) for r in runs] == [
+        ("started", None, None),
+        ("skipped", 0, "opted_out"),
+        ("skipped", 1, "opted_out"),
+        ("completed", None, None),
+    ]
+    assert {(r["rule"], r["rule_version"], r["holdout"]) for r in runs} == {(key, 1, False)}
+    assert runs[1]["detail"] == "opted_out"
+    capped = await _run_items(engine, opted_in)
+    assert [(r["kind"], r.get("reason")) for r in capped] == [
+        ("started", None),
+        ("skipped", "frequency_capped"),  # step 1; step 0 went out, an action on the timeline
+        ("completed", None),
+    ]
     found = await actions(infra, prefix, count=1, settle=1.5)
     assert [(a.customer_key, a.data["template"]) for a in found] == [(opted_in, "first")]
     customer = await engine.customer(opted_in)
     assert customer is not None
     [logged] = customer["recent_sends"]["sms"]  # when it left: processing time
     assert datetime.fromisoformat(logged) >= found[0].created_at
+    async with engine.admin() as client:
+        timeline = (await client.get(f"/v1/customers/{opted_in}/timeline")).json()
+        erased = await client.delete(f"/v1/customers/{refused}")
+        assert erased.status_code == 202, erased.text
+        assert (await client.get(f"/v1/customers/{refused}/timeline")).status_code == 404
+    assert [(i["type"], i["data"].get("kind"), i["data"].get("step")) for i in timeline["items"]][
+        -4:
+    ] == [
+        ("run", "started", None),
+        ("action", None, 0),
+        ("run", "skipped", 1),
+        ("run", "completed", None),
+    ]
+    assert erased.json()["erased"]["run_events"] == 4
 
 
+@pytest.mark.parametrize("zone_from", ["traits", "context"])
 async def test_a_send_inside_quiet_hours_waits_for_their_end_in_the_customers_zone(
     infra: Infra,
     engine: Engine,
@@ -140,7 +186,10 @@ async def test_a_send_inside_quiet_hours_waits_for_their_end_in_the_customers_zo
     rules: Rules,
     prefix: str,
     send_policy: PutPolicy,
+    zone_from: str,
 ) -> None:
+    """The zone is the shop's ``traits.timezone``, or (without one) the ``context.timezone``
+    Segment clients send with every call; the default zone (UTC) is not quiet then."""
     local = now().astimezone(ZONE).replace(microsecond=0)
     end = local + timedelta(seconds=6)
     await send_policy(
@@ -157,11 +206,20 @@ async def test_a_send_inside_quiet_hours_waits_for_their_end_in_the_customers_zo
         rule(prefix, "nightly", steps=[{"send": {"channel": "push", "template": "nightly"}}])
     )
     shopper = f"{prefix}-shopper"
-    await produce(
-        producer,
-        event(shopper, None, call="identify", traits={"timezone": "Asia/Kathmandu"}),
-        event(shopper, "Product Added", properties=MUG),
-    )
+    added = event(shopper, "Product Added", properties=MUG)
+    if zone_from == "traits":
+        await produce(
+            producer,
+            event(shopper, None, call="identify", traits={"timezone": "Asia/Kathmandu"}),
+            added,
+        )
+    else:  # an invalid device zone first: ignored, the valid one on the event itself counts
+        page = event(shopper, "Home", call="page")
+        await produce(
+            producer,
+            page.model_copy(update={"context": {"timezone": "Mars/Olympus"}}),
+            added.model_copy(update={"context": {"timezone": "Asia/Kathmandu", "locale": "ne"}}),
+        )
 
     waiting = await eventually(lambda: _deferred(engine, shopper), what="the deferral timer")
     assert waiting["kind"] == "step"
@@ -169,10 +227,27 @@ async def test_a_send_inside_quiet_hours_waits_for_their_end_in_the_customers_zo
     stats = await _stats(engine, key, lambda s: True)
     assert stats is not None and (stats["deferred"], stats["sent"]) == (1, 0)
 
+    deferrals = await eventually(
+        lambda: _counters(engine, "clm_engine_sends_deferred_total", {"rule": key}, total=1),
+        what="the deferral counted",
+    )
+    assert deferrals == {(("channel", "push"), ("rule", key)): 1}
+    [deferred] = [r for r in await _run_items(engine, shopper) if r["kind"] == "deferred"]
+    assert (deferred["step"], datetime.fromisoformat(deferred["until"])) == (0, end)
+    assert deferred["detail"] == deferred["until"]
+    customer = await engine.customer(shopper)
+    assert customer is not None
+    expected_zone = "Asia/Kathmandu" if zone_from == "context" else None
+    assert customer["context_timezone"] == expected_zone
+
     [sent] = await actions(infra, prefix, count=1, timeout=30)
     assert sent.created_at == end
     assert sent.data["template"] == "nightly"
     assert now() >= end
+    runs = await eventually(
+        lambda: _run_items(engine, shopper, until="completed"), what="the run to complete"
+    )
+    assert [r["kind"] for r in runs] == ["started", "deferred", "completed"]
 
 
 async def _stats(
@@ -183,6 +258,36 @@ async def _stats(
     assert response.status_code == 200, response.text
     stats: dict[str, Any] = response.json()
     return stats if ready(stats) else None
+
+
+async def _run_items(
+    engine: Engine, customer: str, *, until: str | None = None
+) -> list[dict[str, Any]]:
+    """The run records on the customer's timeline, in order (``[]`` until one is ``until``)."""
+    async with engine.admin() as client:
+        response = await client.get(f"/v1/customers/{customer}/timeline")
+    assert response.status_code == 200, response.text
+    items = [i["data"] for i in response.json()["items"] if i["type"] == "run"]
+    if until is not None and until not in [i["kind"] for i in items]:
+        return []
+    return items
+
+
+async def _counters(
+    engine: Engine, name: str, labels: dict[str, str], *, total: float
+) -> dict[tuple[tuple[str, str], ...], float] | None:
+    """The samples of counter ``name`` with ``labels`` from ``/metrics``, once they add up to
+    ``total`` (sorted label pairs -> value)."""
+    async with engine.admin() as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    found = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    }
+    return found if sum(found.values()) == total else None
 
 
 async def _deferred(engine: Engine, customer: str) -> dict[str, Any] | None:

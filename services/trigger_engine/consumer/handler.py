@@ -13,6 +13,7 @@ from services.trigger_engine.context import EngineContext
 from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.processing.batch import BatchOutcome, handle_events
 from services.trigger_engine.processing.retry import MAX_ATTEMPTS, retryable
+from services.trigger_engine.runs import outcomes
 from shared.db import transaction
 from shared.envelope import EventV1, decode_event
 from shared.kafka.consumer import Decoded, PoisonRecord
@@ -62,6 +63,7 @@ class EventBatchHandler:
         written = outcome.written
         for rule in written.action_rules:
             m.ACTIONS.labels(rule).inc()
+        outcomes.count(written.send_outcomes)
         if written.actions:
             self.ctx.relay.notify()
         soon = datetime.now(UTC) + timedelta(seconds=self.ctx.settings.timer_poll_seconds)

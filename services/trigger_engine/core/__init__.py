@@ -22,7 +22,7 @@ from .effects import (
     StageTransition,
 )
 from .engine import StepResult, step
-from .inputs import Input, StageChanged, TimerFired
+from .inputs import Input, LifecycleChanged, StageChanged, TimerFired
 from .lifecycle import LifecycleModel, default_lifecycle, next_stage, next_stage_change_at
 from .merging import merge_states
 from .policy import NO_POLICY, Allow, Defer, SendPolicy, Skip, check_send
@@ -42,6 +42,7 @@ __all__ = [
     "EmitAction",
     "HeldOut",
     "Input",
+    "LifecycleChanged",
     "LifecycleModel",
     "Rule",
     "RuleError",

@@ -47,6 +47,11 @@ def stage_message_id(from_stage: str | None, to_stage: str, at: datetime) -> str
     return f"stage:{from_stage or '-'}>{to_stage}@{_iso(at)}"
 
 
+def lifecycle_message_id(lifecycle_version: int) -> str:
+    """The cause of a stage change made by re-evaluating under a new lifecycle model."""
+    return f"lifecycle:v{lifecycle_version}"
+
+
 def holdout_bucket(rule_key: str, customer_key: str) -> float:
     """A stable number in [0, 100) per (rule, customer); below ``holdout_percent`` = held out."""
     digest = hashlib.sha256(f"holdout\x1f{rule_key}\x1f{customer_key}".encode()).digest()

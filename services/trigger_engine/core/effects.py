@@ -38,6 +38,10 @@ class CancelTimer(_Effect):
     timer_id: str
 
 
+TransitionCause = Literal["event", "time", "merge", "model"]
+"""What moved the stage: an event, time passing, a merge, or a new lifecycle model."""
+
+
 class StageTransition(_Effect):
     """A row of the customer's stage history."""
 
@@ -45,7 +49,7 @@ class StageTransition(_Effect):
     from_stage: str | None
     to_stage: str
     at: datetime
-    cause: Literal["event", "time", "merge"]
+    cause: TransitionCause
     cause_event: str | None = None
     cause_message_id: str | None = None
     reactivated: bool = False

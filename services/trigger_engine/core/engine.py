@@ -18,10 +18,10 @@ from typing import Final, NamedTuple
 
 from shared.envelope import EventV1
 
-from . import inactivity, runs, stages
+from . import derive, inactivity, runs, stages
 from .context import StepContext
 from .effects import Effect, TriggerRef
-from .inputs import TimerFired
+from .inputs import LifecycleChanged, TimerFired
 from .lifecycle import LifecycleModel
 from .policy import NO_POLICY, SendPolicy
 from .profile import apply_event_in_place
@@ -33,6 +33,9 @@ from .state import RECENT_EVENT_IDS, CustomerState, PendingTimer
 LATE_GOAL_GRACE: Final = timedelta(days=1)
 
 
+StepInput = EventV1 | TimerFired | LifecycleChanged
+
+
 class StepResult(NamedTuple):
     state: CustomerState
     effects: list[Effect]
@@ -40,7 +43,7 @@ class StepResult(NamedTuple):
 
 def step(
     state: CustomerState,
-    input: EventV1 | TimerFired,
+    input: StepInput,
     *,
     rules: RuleSet,
     lifecycle: LifecycleModel,
@@ -52,6 +55,8 @@ def step(
     No-ops (same state, no effects): an event already seen (by ``event_id``), a timer no
     longer pending (fired or cancelled), a timer fired before its ``due_at``. A fired timer
     is looked up by ``timer_id`` in the state; its other fields are informational.
+    ``LifecycleChanged`` is never a no-op by this test, but has no effects when the stage and
+    stage timer already follow ``lifecycle`` (see :func:`follow_lifecycle`).
     All datetimes are timezone-aware. ``policy`` (consent, frequency caps, quiet hours) is
     applied to every send; the default has no caps and no quiet hours.
     """
@@ -64,22 +69,27 @@ def step(
     return StepResult(ctx.state, ctx.effects)
 
 
-def is_noop(state: CustomerState, input: EventV1 | TimerFired, *, now: datetime) -> bool:
+def is_noop(state: CustomerState, input: StepInput, *, now: datetime) -> bool:
     """Whether ``input`` leaves ``state`` unchanged with no effects (see :func:`step`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     if isinstance(input, EventV1):
         return input.event_id_text in state.recent_event_ids
+    if isinstance(input, LifecycleChanged):
+        return False
     pending = state.timers.get(input.timer_id)
     return pending is None or now < pending.due_at
 
 
-def apply(ctx: StepContext, input: EventV1 | TimerFired) -> None:
+def apply(ctx: StepContext, input: StepInput) -> None:
     """The body of :func:`step`: apply ``input`` to ``ctx.state`` *in place*.
 
     Only for an input that is not a no-op (:func:`is_noop`), on a state the caller owns:
     :func:`step` hands it a fresh copy, :func:`.fold.advance` a state its caller owns.
     """
+    if isinstance(input, LifecycleChanged):
+        follow_lifecycle(ctx, input)
+        return
     if isinstance(input, EventV1):
         _on_event(ctx, input)
     else:
@@ -125,6 +135,31 @@ def _on_timer(ctx: StepContext, timer: PendingTimer) -> None:
     elif timer.kind == "inactivity":
         inactivity.on_timer(ctx, timer)
     stages.update(ctx, evaluated_at=ctx.now, at=ctx.now, cause="time")
+
+
+def follow_lifecycle(ctx: StepContext, change: LifecycleChanged) -> None:
+    """Bring the stage and the stage timer in line with ``ctx.lifecycle`` (the new model).
+
+    The stage becomes the one the model gives at ``now`` (a ``"model"`` transition, which
+    starts stage rules like any other). A stage timer already due is fired first, exactly as
+    the timer worker would fire it under this model, so a change that is simply time passing
+    keeps its cause (``"time"``) and instant. Nothing else is touched (no pruning): a
+    customer the model leaves where it was gets no effects and an unchanged state, so the
+    caller need not write it.
+    """
+    state = ctx.state
+    timer = state.timers.get(state.stage_timer_id) if state.stage_timer_id else None
+    if timer is not None and timer.due_at <= ctx.now:
+        ctx.cancel_timer(timer.timer_id)
+        _on_timer(ctx, timer)
+    stages.update(
+        ctx,
+        evaluated_at=ctx.now,
+        at=ctx.now,
+        cause="model",
+        cause_message_id=derive.lifecycle_message_id(change.lifecycle_version),
+    )
+    stages.reschedule_timer(ctx)
 
 
 def prune_runs(ctx: StepContext) -> None:

@@ -1,4 +1,5 @@
-"""What :func:`~.engine.step` consumes: a storefront event or a durable timer firing.
+"""What :func:`~.engine.step` consumes: a storefront event, a durable timer firing, or a new
+lifecycle model to follow (:class:`LifecycleChanged`, from the re-evaluation pass).
 
 ``StageChanged`` is not an external input: :func:`~.engine.step` derives it after every
 input and feeds it to the stage-triggered rules within the same call (one level deep: runs
@@ -29,6 +30,20 @@ class TimerFired(BaseModel):
     due_at: datetime
 
 
+class LifecycleChanged(BaseModel):
+    """A new lifecycle model version was stored: re-evaluate the stage under it now.
+
+    The step's ``lifecycle`` is that model. Unlike an event this is never deduplicated:
+    applying it again is harmless because it only moves a customer whose stage (or stage
+    timer) differs from what the model gives at ``now``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["lifecycle_changed"] = "lifecycle_changed"
+    lifecycle_version: int = Field(ge=0)
+
+
 class StageChanged(BaseModel):
     """The customer's stage changed; stage-triggered rules start from this."""
 
@@ -41,4 +56,4 @@ class StageChanged(BaseModel):
     at: datetime
 
 
-Input = Annotated[EventV1 | TimerFired, Field(discriminator="type")]
+Input = Annotated[EventV1 | TimerFired | LifecycleChanged, Field(discriminator="type")]

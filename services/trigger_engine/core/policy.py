@@ -1,16 +1,20 @@
 """The send policy: consent, global frequency caps and quiet hours, and one pure decision.
 
-    check_send(policy, traits, sent, channel, *, now) -> Allow | Defer(until) | Skip(reason)
+    check_send(policy, traits, sent, channel, *, now, device_timezone=None)
+        -> Allow | Defer(until) | Skip(reason)
 
 ``traits`` are the customer's profile traits, ``sent`` the customer's send log (channel ->
-times of recent sends, see :func:`record_send`), ``now`` the moment the message would leave.
+times of recent sends, see :func:`record_send`), ``now`` the moment the message would leave,
+``device_timezone`` the last valid ``context.timezone`` the customer's device sent
+(:attr:`.profile.Profile.context_timezone`).
 The checks, in order:
 
 1. **Consent** (:mod:`.consent`): on an ``opt_in`` channel the customer must have said yes;
    on an ``opt_out`` channel they must not have said no. Otherwise ``Skip("opted_out")`` or
    ``Skip("no_opt_in")``.
 2. **Quiet hours** (:mod:`.quiet_hours`), in the customer's zone (``traits.timezone``, an
-   IANA name; unknown or malformed names fall back to ``default_timezone``, then UTC):
+   IANA name, else the device's ``context.timezone``; unknown or malformed names count as
+   absent, and without either the zone is ``default_timezone``, then UTC):
    inside the window, ``Defer(until)`` with ``until`` the end of the quiet spell. The send
    is decided again then (audience, consent, caps, quiet hours).
 3. **Frequency caps**, per channel and customer, over rolling windows: a cap ``{"max": 3,
@@ -89,7 +93,8 @@ class SendPolicy(BaseModel):
     )
     quiet_hours: QuietHours | None = None
     default_timezone: str = Field(
-        default="UTC", description="IANA zone for customers without a valid traits.timezone"
+        default="UTC",
+        description="IANA zone for customers without a valid traits.timezone or context.timezone",
     )
     consent: ConsentModes = Field(default_factory=ConsentModes)
 
@@ -152,6 +157,7 @@ def check_send(
     channel: str,
     *,
     now: datetime,
+    device_timezone: str | None = None,
 ) -> SendDecision:
     """May a message on ``channel`` leave at ``now``? See the module docstring."""
     if now.tzinfo is None:
@@ -163,7 +169,7 @@ def check_send(
         return Skip("no_opt_in", f"{channel} requires opt-in and the customer has not opted in")
     quiet = policy.quiet_hours
     if quiet is not None and quiet.applies_to(channel):
-        zone = customer_zone(traits.get("timezone"), policy.default_timezone)
+        zone = customer_zone(traits.get("timezone"), policy.default_timezone, device_timezone)
         until = quiet_until(quiet, zone, now)
         if until is not None:
             return Defer(until)

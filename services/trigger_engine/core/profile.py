@@ -1,7 +1,8 @@
 """A customer's profile and the pure fold that builds it from events.
 
 The profile is what rules and stages look at: identity, traits (email, phone, timezone,
-consent, anything ``identify`` sent), order metrics, the open cart and NPS answers. Metrics
+consent, anything ``identify`` sent), the device's time zone (Segment's ``context.timezone``),
+order metrics, the open cart and NPS answers. Metrics
 are derived from ``order_log`` (one record per ``order_id``) so a duplicate, refunded or
 cancelled order can never be counted twice.
 """
@@ -14,6 +15,8 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.envelope import EventV1
+
+from .quiet_hours import zone_or_none
 
 #: NPS answers kept per profile: enough for "latest score" and recent trends.
 MAX_NPS_ANSWERS: Final = 20
@@ -85,6 +88,11 @@ class Profile(BaseModel):
     cart: Cart = Field(default_factory=Cart)
     nps: list[NpsAnswer] = Field(default_factory=list)
     order_log: dict[str, OrderRecord] = Field(default_factory=dict)
+    context_timezone: str | None = Field(
+        default=None,
+        description="the last valid IANA zone the customer's device sent as context.timezone; "
+        "quiet hours use it when traits.timezone is absent or invalid",
+    )
 
     @property
     def email(self) -> str | None:
@@ -209,6 +217,15 @@ def _apply_identity(profile: Profile, event: EventV1) -> None:
         profile.traits.update(event.traits)
     else:
         profile.traits.update({k: v for k, v in event.traits.items() if v is not None})
+    # Segment clients send the device's zone on every call; keep the last valid one (an
+    # unknown or malformed name is ignored). Assign only on a change: most events repeat it.
+    device_zone = event.context.get("timezone")
+    if (
+        isinstance(device_zone, str)
+        and device_zone != profile.context_timezone
+        and zone_or_none(device_zone) is not None
+    ):
+        _assign(profile, "context_timezone", device_zone.strip())
 
 
 def _apply_commerce(profile: Profile, event: EventV1) -> None:
@@ -278,6 +295,7 @@ def merge(known: Profile, anonymous: Profile) -> Profile:
         if anon not in merged.anonymous_ids and anon not in (merged.customer_key, merged.user_id):
             merged.anonymous_ids.append(anon)
     merged.traits = {**anonymous.traits, **known.traits}
+    merged.context_timezone = known.context_timezone or anonymous.context_timezone
     firsts = [t for t in (known.first_seen_at, anonymous.first_seen_at) if t is not None]
     lasts = [t for t in (known.last_seen_at, anonymous.last_seen_at) if t is not None]
     merged.first_seen_at = min(firsts, default=None)

@@ -109,12 +109,15 @@ def zone_or_none(name: str) -> ZoneInfo | None:
         return None
 
 
-def customer_zone(traits_timezone: Any, default: str) -> tzinfo:
-    """The customer's zone from ``traits.timezone``, else ``default``, else UTC."""
-    if isinstance(traits_timezone, str):
-        zone = zone_or_none(traits_timezone)
-        if zone is not None:
-            return zone
+def customer_zone(traits_timezone: Any, default: str, device_timezone: Any = None) -> tzinfo:
+    """The customer's zone: ``traits.timezone`` (what the shop said), else the device's
+    (Segment's ``context.timezone``), else ``default``, else UTC. Unknown or malformed names
+    count as absent."""
+    for name in (traits_timezone, device_timezone):
+        if isinstance(name, str):
+            zone = zone_or_none(name)
+            if zone is not None:
+                return zone
     return zone_or_none(default) or UTC
 
 

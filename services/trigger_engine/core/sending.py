@@ -44,7 +44,15 @@ def admit(
     """The policy's decision on this send, with its bookkeeping done (see the module)."""
     state = ctx.state
     moment = max(at, ctx.now)
-    decision = check_send(ctx.policy, state.profile.traits, state.sends, channel, now=moment)
+    profile = state.profile
+    decision = check_send(
+        ctx.policy,
+        profile.traits,
+        state.sends,
+        channel,
+        now=moment,
+        device_timezone=profile.context_timezone,
+    )
     if isinstance(decision, Allow):
         if ctx.policy.caps or state.sends:
             state.sends = record_send(ctx.policy, state.sends, channel, at=moment)

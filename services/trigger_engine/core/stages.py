@@ -9,13 +9,12 @@ its rules, and a purchase by an ``at_risk`` customer is seen as a reactivation.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from shared.envelope import EventV1
 
 from . import derive
 from .context import StepContext
-from .effects import StageTransition, TriggerRef
+from .effects import StageTransition, TransitionCause, TriggerRef
 from .inputs import StageChanged
 from .rules import StageChangedTrigger, StageEnteredTrigger
 from .runs import try_start
@@ -36,11 +35,15 @@ def update(
     *,
     evaluated_at: datetime,
     at: datetime,
-    cause: Literal["event", "time", "merge"],
+    cause: TransitionCause,
     event: EventV1 | None = None,
     orders_before: int | None = None,
+    cause_message_id: str | None = None,
 ) -> None:
-    """Recompute the stage at ``evaluated_at``; on a change record it and start stage rules."""
+    """Recompute the stage at ``evaluated_at``; on a change record it and start stage rules.
+
+    The transition's ``cause_message_id`` is ``event``'s message id, else ``cause_message_id``.
+    """
     state = ctx.state
     new = ctx.timeline().stage_at(evaluated_at)  # = next_stage(lifecycle, profile, now=…)
     old = state.stage
@@ -61,7 +64,7 @@ def update(
             at=at,
             cause=cause,
             cause_event=event.event if event else None,
-            cause_message_id=event.message_id if event else None,
+            cause_message_id=event.message_id if event else cause_message_id,
             reactivated=reactivated,
         )
     )

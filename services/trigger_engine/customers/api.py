@@ -93,6 +93,7 @@ def customer_out(state: CustomerState, history: list[TransitionOut]) -> Customer
             for t in sorted(state.timers.values(), key=lambda t: t.due_at)
         ],
         recent_sends=state.sends,
+        context_timezone=p.context_timezone,
     )
 
 
@@ -110,7 +111,7 @@ async def get_customer(customer_id: str, ctx: EngineDep) -> CustomerOut:
 
 @router.get(
     "/{customer_id}/timeline",
-    summary="Events, stage transitions and actions, in time order",
+    summary="Events, stage transitions, run records and actions, in time order",
     responses=_NOT_FOUND,
 )
 async def get_timeline(

@@ -35,6 +35,36 @@ _ACTIONS = text(
     "SELECT created_at, id, kind, payload::text, published_at FROM engine.outbox "
     "WHERE customer_key = :key ORDER BY created_at DESC LIMIT :limit"
 )
+# A send that went out is already on the timeline as its action: its "sent" record is not.
+_RUNS = text(
+    "SELECT at, run_id, rule_key, rule_version, kind, holdout, step, detail "
+    "FROM engine.run_events WHERE customer_key = :key AND kind <> 'sent' "
+    "ORDER BY at DESC, id LIMIT :limit"
+)
+
+#: Where a run record goes among its run's items at the same instant: the run starts, its
+#: steps act in step order (held out, skipped, deferred, sent as an action; an exit after
+#: the steps before it), then it completes or converts.
+_RUN_PHASE: Final = {
+    "started": 0,
+    "held_out": 1,
+    "skipped": 1,
+    "deferred": 1,
+    "exited": 1,
+    "completed": 2,
+    "converted": 3,
+}
+#: The name ``detail`` has in a run item, per kind.
+_RUN_DETAIL: Final = {
+    "started": "trigger_message_id",
+    "held_out": "action_id",
+    "skipped": "reason",
+    "deferred": "until",
+    "exited": "reason",
+    "converted": "message_id",
+}
+#: Item order at the same instant: what happened, what it changed, what the runs did.
+_TYPE_ORDER: Final = {"event": 0, "stage": 1, "run": 2, "action": 2, "erasure": 3}
 
 #: Tables holding a customer's rows, erased together with the profile.
 ERASED_TABLES: Final = (
@@ -80,8 +110,46 @@ async def stage_history(session: AsyncSession, key: str) -> list[TransitionOut]:
     ]
 
 
+def _run_item(
+    at: datetime,
+    run_id: str,
+    rule_key: str,
+    rule_version: int,
+    kind: str,
+    holdout: bool,
+    step: int | None,
+    detail: str | None,
+) -> TimelineItem:
+    data: dict[str, Any] = {
+        "run_id": run_id,
+        "rule": rule_key,
+        "rule_version": rule_version,
+        "kind": kind,
+        "step": step,
+        "holdout": holdout,
+        "detail": detail,
+    }
+    name = _RUN_DETAIL.get(kind)
+    if name is not None:
+        data[name] = detail
+    return TimelineItem(at=at, type="run", data=data)
+
+
+def _order(item: TimelineItem) -> tuple[datetime, int, int, int, int]:
+    """Time, then type (see _TYPE_ORDER); actions and run records by phase and step."""
+    phase = step = last = 0
+    if item.type in ("run", "action"):
+        kind = item.data.get("kind") if item.type == "run" else "sent"
+        phase = _RUN_PHASE.get(str(kind), 1)
+        raw_step = item.data.get("step")
+        step = raw_step if isinstance(raw_step, int) else 0
+        last = int(kind == "exited")
+    return item.at, _TYPE_ORDER[item.type], phase, step, last
+
+
 async def timeline(session: AsyncSession, key: str, *, limit: int) -> list[TimelineItem]:
-    """Events, stage transitions and actions of ``key``, oldest first (newest ``limit`` each)."""
+    """Events, stage transitions, actions and run records (started, held out, skipped,
+    deferred, exited, completed, converted) of ``key``, oldest first (newest ``limit`` each)."""
     items: list[TimelineItem] = []
     for at, event_id, call, name, message_id, properties, traits in await session.execute(
         _EVENTS, {"key": key, "limit": limit}
@@ -112,8 +180,9 @@ async def timeline(session: AsyncSession, key: str, *, limit: int) -> list[Timel
                 data={"id": outbox_id, "published_at": published_at, **body},
             )
         )
-    order = {"event": 0, "stage": 1, "action": 2, "erasure": 3}
-    items.sort(key=lambda item: (item.at, order[item.type]))
+    for row in await session.execute(_RUNS, {"key": key, "limit": limit}):
+        items.append(_run_item(*row))
+    items.sort(key=_order)
     return items
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TransitionOut(BaseModel):
     from_stage: str | None = Field(serialization_alias="from")
     to_stage: str = Field(serialization_alias="to")
     at: datetime
-    cause: str
+    cause: str = Field(
+        description="event: an event; time: time passing; merge: an anonymous customer merged "
+        "in; model: a new lifecycle model (cause_message_id lifecycle:v<version>)",
+        json_schema_extra={"enum": ["event", "time", "merge", "model"]},
+    )
     cause_event: str | None
     cause_message_id: str | None
     reactivated: bool
@@ -81,12 +85,57 @@ class CustomerOut(BaseModel):
         default_factory=dict,
         description="channel -> recent send times the send policy's frequency caps count",
     )
+    context_timezone: str | None = Field(
+        default=None,
+        description="the last valid IANA zone the customer's device sent as context.timezone; "
+        "quiet hours use it when traits.timezone is absent or invalid",
+    )
+
+
+TimelineType = Literal["event", "stage", "run", "action", "erasure"]
 
 
 class TimelineItem(BaseModel):
+    """One thing that happened to the customer; ``data`` depends on ``type``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "at": "2026-03-02T09:00:00Z",
+                    "type": "run",
+                    "data": {
+                        "run_id": "0f5c9f0e-3f39-5d0e-9a43-1c3a4b0f6a11",
+                        "rule": "cart-abandon",
+                        "rule_version": 3,
+                        "kind": "skipped",
+                        "step": 1,
+                        "holdout": False,
+                        "detail": "opted_out",
+                        "reason": "opted_out",
+                    },
+                }
+            ]
+        }
+    )
+
     at: datetime
-    type: Literal["event", "stage", "action", "erasure"]
-    data: dict[str, Any]
+    type: TimelineType = Field(
+        description="event: a stored event; stage: a stage transition; run: a run record; "
+        "action: an action written to the outbox; erasure: the erasure notice"
+    )
+    data: dict[str, Any] = Field(
+        description="event: event_id, call, event, message_id, properties (traits); "
+        "stage: from, to, at, cause, cause_event, cause_message_id, reactivated; "
+        "run: run_id, rule, rule_version, kind (started, held_out, skipped, deferred, exited, "
+        "completed, converted), step (null for started, completed, converted), holdout, "
+        "detail, and detail under its name: trigger_message_id (started), action_id "
+        "(held_out), reason (skipped: opted_out, no_opt_in, frequency_capped; exited: "
+        "exit_when, audience, rule_disabled, rule_version_missing, merged), until (deferred: "
+        "ISO 8601 time the send is retried), message_id (converted); "
+        "action: id, published_at and the webhook data object (action_id, rule, "
+        "rule_version, step, channel, template, customer, context)"
+    )
 
 
 class TimelineOut(BaseModel):

@@ -38,6 +38,8 @@ class StoredEvent(Base):
 
     __table_args__ = (
         Index("ix_events_customer_key_timestamp", "customer_key", "timestamp"),
+        # the retention job finds expired events by when they arrived (see retention.py)
+        Index("ix_events_received_at", "received_at"),
         Index(
             "ix_events_metric_timestamp",
             "timestamp",

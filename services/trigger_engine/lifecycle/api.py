@@ -1,17 +1,18 @@
-"""``GET/PUT /v1/lifecycle``: the ordered stage definitions (first match wins)."""
+"""``GET/PUT /v1/lifecycle``: the ordered stage definitions (first match wins);
+``GET /v1/lifecycle/reevaluation``: how far existing customers have followed the newest one."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field
 
 from services.trigger_engine.context import EngineDep
 from services.trigger_engine.core.lifecycle import LifecycleModel, StageDef, default_lifecycle
 from services.trigger_engine.core.rule_checks import check_rule
-from services.trigger_engine.lifecycle import repository
+from services.trigger_engine.lifecycle import passes, repository
 from services.trigger_engine.rules import repository as rules_repo
 from shared.db import transaction
 from shared.errors import Unprocessable
@@ -56,20 +57,7 @@ async def get_lifecycle(ctx: EngineDep) -> LifecycleOut:
     responses={422: {"description": "invalid model, or live rules name stages it removes"}},
 )
 async def put_lifecycle(body: LifecycleBody, ctx: EngineDep) -> LifecycleOut:
-    payload = {k: v for k, v in body.items() if k != "version"}
-    try:
-        model = LifecycleModel.model_validate(payload)
-    except ValidationError as exc:
-        details = [
-            {
-                "loc": ".".join(str(p) for p in e["loc"]) or "lifecycle",
-                "message": str(e["msg"]).removeprefix("Value error, "),
-            }
-            for e in exc.errors(include_url=False)
-        ]
-        raise Unprocessable(
-            "; ".join(f"{d['loc']}: {d['message']}" for d in details), details=details
-        ) from None
+    model = repository.LIFECYCLE.parse(body)
     names = model.stage_names()
     async with transaction(ctx.sessions) as session:
         problems = [
@@ -88,4 +76,72 @@ async def put_lifecycle(body: LifecycleBody, ctx: EngineDep) -> LifecycleOut:
             )
         version = await repository.store(session, model, now=datetime.now(UTC))
     ctx.config.invalidate()
+    ctx.lifecycle_wake.set()
     return _out(version, model)
+
+
+PassStatus = Literal["pending", "running", "finished", "superseded"]
+
+
+class PassOut(BaseModel):
+    version: int = Field(description="the lifecycle model version customers are moved to")
+    status: PassStatus = Field(
+        description="pending: not started yet; running; finished; superseded: a newer model "
+        "was stored before it finished (its pass took over)"
+    )
+    customers: int = Field(description="customers re-evaluated so far")
+    total: int | None = Field(description="customers stored when the pass started")
+    transitions: int = Field(description="stage transitions the pass made")
+    started_at: datetime | None
+    updated_at: datetime | None
+    finished_at: datetime | None
+
+
+class ReevaluationOut(PassOut):
+    earlier: list[PassOut] = Field(description="passes of earlier versions, newest first")
+
+
+def _pass_out(found: passes.LifecyclePass, *, newest: int) -> PassOut:
+    status: PassStatus = "running" if found.version == newest else "superseded"
+    if found.finished_at is not None:
+        status = "finished"
+    return PassOut(
+        version=found.version,
+        status=status,
+        customers=found.customers,
+        total=found.total,
+        transitions=found.transitions,
+        started_at=found.started_at,
+        updated_at=found.updated_at,
+        finished_at=found.finished_at,
+    )
+
+
+@router.get(
+    "/reevaluation",
+    summary="How far existing customers have followed the newest lifecycle model",
+    description="After every `PUT` the engine re-evaluates each stored customer's stage and "
+    "stage timer under the new model, in the background (a `model` stage transition where "
+    "it moves someone). Version 0 is the built-in default: nothing to re-evaluate.",
+)
+async def get_reevaluation(ctx: EngineDep) -> ReevaluationOut:
+    async with ctx.sessions() as session:
+        newest = await repository.latest_version(session)
+        found = await passes.recent(session, limit=11)
+    mine = [p for p in found if p.version == newest]
+    current = (
+        _pass_out(mine[0], newest=newest)
+        if mine
+        else PassOut(
+            version=newest,
+            status="finished" if newest == 0 else "pending",
+            customers=0,
+            total=None,
+            transitions=0,
+            started_at=None,
+            updated_at=None,
+            finished_at=None,
+        )
+    )
+    earlier = [_pass_out(p, newest=newest) for p in found if p.version != newest][:10]
+    return ReevaluationOut(**current.model_dump(), earlier=earlier)

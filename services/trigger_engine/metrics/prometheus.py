@@ -6,8 +6,44 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("clm_engine_events_total", "Events folded through the core", ["outcome"])
 ACTIONS = Counter("clm_engine_actions_total", "Actions written to the outbox", ["rule"])
+SENDS_SKIPPED = Counter(
+    "clm_engine_sends_skipped_total",
+    "Sends the send policy refused (reason: opted_out, no_opt_in, frequency_capped)",
+    ["rule", "channel", "reason"],
+)
+SENDS_DEFERRED = Counter(
+    "clm_engine_sends_deferred_total",
+    "Sends the send policy postponed to the end of the customer's quiet hours",
+    ["rule", "channel"],
+)
+SENDS_HELD_OUT = Counter(
+    "clm_engine_sends_held_out_total",
+    "Sends not made because the customer is in the rule's holdout group",
+    ["rule"],
+)
 STAGE_TRANSITIONS = Counter(
     "clm_engine_stage_transitions_total", "Lifecycle stage transitions", ["from", "to", "cause"]
+)
+LIFECYCLE_REEVALUATED = Counter(
+    "clm_engine_lifecycle_reevaluated_total",
+    "Customers re-evaluated by lifecycle passes (after a lifecycle model change)",
+)
+LIFECYCLE_PASS_TRANSITIONS = Counter(
+    "clm_engine_lifecycle_pass_transitions_total",
+    "Stage transitions made by lifecycle passes (cause model, or time for a due stage timer)",
+)
+LIFECYCLE_PASS_FAILURES = Counter(
+    "clm_engine_lifecycle_pass_failures_total",
+    "Customers a lifecycle pass could not re-evaluate (logged and left for their next input)",
+)
+LIFECYCLE_PASS_PENDING = Gauge(
+    "clm_engine_lifecycle_pass_pending_customers",
+    "Customers the newest lifecycle model's pass has still to re-evaluate (an estimate; "
+    "0 when it finished)",
+)
+LIFECYCLE_PASS_DONE_VERSION = Gauge(
+    "clm_engine_lifecycle_pass_done_version",
+    "The newest lifecycle model version whose pass finished (0: none)",
 )
 MERGES = Counter("clm_engine_merges_total", "Anonymous customers merged into known ones")
 BATCH_RETRIES = Counter(
@@ -33,4 +69,15 @@ TIMERS_PENDING = Gauge("clm_engine_timers_pending", "Timers pending (due or not)
 OUTBOX_BACKLOG = Gauge("clm_engine_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter(
     "clm_engine_outbox_published_total", "Outbox rows published to clm.actions", ["kind"]
+)
+RETENTION_DELETED = Counter(
+    "clm_engine_retention_deleted_total",
+    "Rows the retention job deleted (table: outbox, events)",
+    ["table"],
+)
+RETENTION_OLDEST_AGE = Gauge(
+    "clm_engine_retention_oldest_age_seconds",
+    "Age of the oldest row retention governs (outbox: published_at of published rows; "
+    "events: received_at), refreshed by the retention job; 0 when there is none",
+    ["table"],
 )

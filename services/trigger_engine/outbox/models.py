@@ -1,7 +1,8 @@
 """Outbox rows: actions and erasures written with the state, published after commit.
 
-Published rows are kept (``published_at`` set): they are the customer's action log that the
-timeline shows. Erasure deletes a customer's rows.
+Published rows are kept (``published_at`` set) for ``CLM_OUTBOX_RETENTION_DAYS``: they are
+the customer's action log that the timeline shows; the retention job deletes them after that
+(see ``retention.py``). Erasure deletes a customer's rows.
 """
 
 from __future__ import annotations
@@ -29,4 +30,10 @@ class OutboxRow(Base):
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+        # the retention job's: published rows by age
+        Index(
+            "ix_outbox_published_at",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+        ),
     )

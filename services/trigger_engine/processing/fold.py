@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.trigger_engine.config_cache import EngineConfig
+from services.trigger_engine.core.context import StepContext
 from services.trigger_engine.core.effects import Effect
+from services.trigger_engine.core.engine import apply
 from services.trigger_engine.core.fold import advance
-from services.trigger_engine.core.inputs import TimerFired
+from services.trigger_engine.core.inputs import LifecycleChanged, TimerFired
 from services.trigger_engine.core.merging import merge_states
 from services.trigger_engine.core.state import CustomerState
 from shared.envelope import EventV1
@@ -109,6 +111,26 @@ class Fold:
         if key not in self.states:
             return False
         self._advance(key, fired)
+        return True
+
+    def reevaluate(self, key: str, change: LifecycleChanged) -> bool:
+        """Move ``key`` to ``config.lifecycle`` (the changed model); False when the customer
+        is gone. Only a customer the model moves (stage or stage timer) counts as changed,
+        so a pass writes the few rows it changes, not every row it reads."""
+        state = self.states.get(key)
+        if state is None:
+            return False
+        ctx = StepContext(
+            state=state,
+            rules=self.config.rules,
+            lifecycle=self.config.lifecycle,
+            now=self.now,
+            policy=self.config.policy,
+        )
+        apply(ctx, change)  # the fold owns its states (see the class)
+        if ctx.effects:
+            self.changed.add(key)
+            self.effects.extend(ctx.effects)
         return True
 
     def merge(self, source: str, *, into: str) -> None:

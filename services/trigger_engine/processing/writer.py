@@ -27,6 +27,7 @@ from services.trigger_engine.outbox import repository as outbox
 from services.trigger_engine.processing.cache import Versioned
 from services.trigger_engine.processing.fold import Fold
 from services.trigger_engine.processing.loader import ConcurrentChange
+from services.trigger_engine.runs.outcomes import SendOutcome, send_outcomes
 from services.trigger_engine.runs.repository import run_rows, write_run_rows
 from shared.ids import derive_id
 
@@ -100,6 +101,8 @@ class Written:
     timers_set: int = 0
     earliest_timer: datetime | None = None
     action_rules: list[str] = field(default_factory=list)
+    #: sends held out, skipped or deferred, counted once committed
+    send_outcomes: list[SendOutcome] = field(default_factory=list)
     #: for the state cache, once committed (see :mod:`.cache`)
     states: dict[str, Versioned] = field(default_factory=dict)
 
@@ -158,6 +161,7 @@ async def write_fold(
         written.actions = len(new)
         written.action_rules = [a.rule for a in actions if a.action_id in new]
     await write_run_rows(session, run_rows(fold.effects))
+    written.send_outcomes = send_outcomes(fold.effects)
     await _write_identity(session, fold)
     return written
 

@@ -50,9 +50,13 @@ def _row(
     *,
     step: int | None = None,
     detail: str | None = None,
+    distinct: str | None = None,
 ) -> RunRow:
+    parts: list[object] = [effect.run_id, kind, "" if step is None else step]
+    if distinct is not None:
+        parts.append(distinct)
     return RunRow(
-        id=derive_id("run-record", effect.run_id, kind, "" if step is None else step),
+        id=derive_id("run-record", *parts),
         run_id=effect.run_id,
         customer_key=effect.customer_key,
         rule_key=effect.rule,
@@ -81,7 +85,10 @@ def run_rows(effects: Iterable[Effect]) -> list[RunRow]:
         elif isinstance(effect, SendSkipped):
             rows.append(_row(effect, "skipped", step=effect.step, detail=effect.reason))
         elif isinstance(effect, SendDeferred):
-            rows.append(_row(effect, "deferred", step=effect.step, detail=effect.until.isoformat()))
+            # A step can be deferred again when it resumes (quiet hours or the customer's zone
+            # changed meanwhile): one record per deferral, told apart by when it ends.
+            until = effect.until.isoformat()
+            rows.append(_row(effect, "deferred", step=effect.step, detail=until, distinct=until))
         elif isinstance(effect, Converted):
             rows.append(_row(effect, "converted", detail=effect.message_id))
         elif isinstance(effect, EmitAction):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from services.trigger_engine.context import EngineDep
 from services.trigger_engine.core.policy import Cap, ConsentModes, SendPolicy
@@ -14,7 +14,6 @@ from services.trigger_engine.core.quiet_hours import QuietHours
 from services.trigger_engine.core.rules import Channel
 from services.trigger_engine.send_policy import repository
 from shared.db import transaction
-from shared.errors import Unprocessable
 from shared.http.auth import AdminDep
 
 router = APIRouter(prefix="/v1/send-policy", tags=["send policy"], dependencies=[AdminDep])
@@ -63,20 +62,7 @@ PolicyBody = Annotated[
 
 def parse_policy(body: dict[str, Any]) -> SendPolicy:
     """``body`` as a policy, or a 422 naming every problem with its location."""
-    payload = {k: v for k, v in body.items() if k != "version"}
-    try:
-        return SendPolicy.model_validate(payload)
-    except ValidationError as exc:
-        details = [
-            {
-                "loc": ".".join(str(p) for p in e["loc"]) or "send_policy",
-                "message": str(e["msg"]).removeprefix("Value error, "),
-            }
-            for e in exc.errors(include_url=False)
-        ]
-        raise Unprocessable(
-            "; ".join(f"{d['loc']}: {d['message']}" for d in details), details=details
-        ) from None
+    return repository.SEND_POLICY.parse(body)
 
 
 @router.get("", summary="The current send policy")
