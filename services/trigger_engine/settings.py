@@ -24,6 +24,13 @@ class EngineSettings(ServiceSettings):
     consumer_max_records: int = Field(
         default=2000, ge=1, description="Records per poll, folded in one transaction."
     )
+    consumer_fill_ms: int = Field(
+        default=20,
+        ge=0,
+        description="After a poll returns records, keep collecting for up to this long (or "
+        "until consumer_max_records) before folding them as one batch: larger batches while "
+        "catching up, at most this much added latency when live.",
+    )
     run_consumer: bool = Field(default=True, description="Consume clm.events.")
     run_timers: bool = Field(default=True, description="Fire due durable timers.")
     run_relay: bool = Field(default=True, description="Publish the outbox to clm.actions.")

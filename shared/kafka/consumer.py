@@ -91,6 +91,7 @@ class ConsumerLoop(Generic[T]):
         dead_letters: DeadLetters,
         max_records: int = 500,
         poll_timeout_ms: int = 500,
+        fill_ms: int = 0,
         max_backoff: float = 10.0,
     ) -> None:
         self.consumer = consumer
@@ -100,6 +101,7 @@ class ConsumerLoop(Generic[T]):
         self.dead_letters = dead_letters
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
+        self.fill_ms = fill_ms
         self.max_backoff = max_backoff
         self.batches = 0
         self.records = 0
@@ -117,10 +119,7 @@ class ConsumerLoop(Generic[T]):
         while not stop.is_set():
             if max_batches is not None and self.batches >= max_batches:
                 break
-            batch = await self.consumer.getmany(
-                timeout_ms=self.poll_timeout_ms, max_records=self.max_records
-            )
-            records = [r for part in batch.values() for r in part]
+            records = await self._poll()
             if not records:
                 if idle_timeout is not None and time.monotonic() - last_data > idle_timeout:
                     break
@@ -128,6 +127,33 @@ class ConsumerLoop(Generic[T]):
             last_data = time.monotonic()
             await self._process(records, stop)
         return self.records
+
+    async def _poll(self) -> list[ConsumerRecord]:
+        """Up to ``max_records``: what the first fetch brings, topped up from the fetches
+        that complete within ``fill_ms`` of it.
+
+        A fetch response may hold a single producer batch of one partition, far fewer records
+        than ``max_records``; handling each as its own batch would pay the per-batch costs
+        (transaction, commit, offset commit) for a few records while a backlog waits.
+        """
+        batch = await self.consumer.getmany(
+            timeout_ms=self.poll_timeout_ms, max_records=self.max_records
+        )
+        records = [r for part in batch.values() for r in part]
+        if not records or self.fill_ms <= 0:
+            return records
+        deadline = time.monotonic() + self.fill_ms / 1000
+        while len(records) < self.max_records:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await self.consumer.getmany(
+                timeout_ms=left_ms, max_records=self.max_records - len(records)
+            )
+            if not more:
+                break
+            records.extend(r for part in more.values() for r in part)
+        return records
 
     async def _process(self, records: list[ConsumerRecord], stop: asyncio.Event) -> None:
         started = time.perf_counter()
@@ -169,6 +195,7 @@ class ConsumerLoop(Generic[T]):
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
         decoded: list[Decoded[T]] = []
         poison: list[tuple[ConsumerRecord, PoisonRecord]] = []
+
         for record in records:
             try:
                 decoded.append(Decoded(record, self.decode(record)))

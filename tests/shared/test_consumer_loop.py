@@ -37,7 +37,15 @@ def _decode(record: object) -> str:
     return value.decode()
 
 
-async def _run(infra: Infra, topic: str, group: str, handler: object) -> tuple[int, int | None]:
+async def _run(
+    infra: Infra,
+    topic: str,
+    group: str,
+    handler: object,
+    *,
+    max_records: int = 500,
+    fill_ms: int = 0,
+) -> tuple[int, int | None]:
     consumer = create_consumer(
         infra.bootstrap, topic, group_id=group, client_id="test", session_timeout_ms=2000
     )
@@ -51,6 +59,8 @@ async def _run(infra: Infra, topic: str, group: str, handler: object) -> tuple[i
             decode=_decode,
             handler=handler,  # type: ignore[arg-type]
             dead_letters=DeadLetters(producer, "test"),
+            max_records=max_records,
+            fill_ms=fill_ms,
             max_backoff=0.05,
         )
         handled = await loop.run(asyncio.Event(), idle_timeout=1.5)
@@ -103,3 +113,40 @@ async def test_transient_failure_retries_the_batch_without_dead_letters(infra: I
     assert committed == 2
     assert len(attempts) == 3
     assert attempts[0] == attempts[-1] == ["x", "y"]
+
+
+async def test_fill_gathers_records_arriving_after_the_first_poll(infra: Infra) -> None:
+    # The first record is there before the loop starts; the handler's first call starts a
+    # producer that sends ten more, 150 ms apart. Without the fill window each poll returns
+    # the one or two records that had arrived; with it they come in batches of max_records.
+    topic = await _topic_with(infra, [b"r0"])
+    batches: list[list[str]] = []
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+
+    async def trickle() -> None:
+        for i in range(1, 11):
+            await producer.send_and_wait(topic, f"r{i}".encode(), key=b"k")
+            await asyncio.sleep(0.15)  # pacing the producer, not synchronisation
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def handler(batch: Sequence[Decoded[str]]) -> None:
+        batches.append([d.value for d in batch])
+        if not tasks:
+            tasks.append(asyncio.create_task(trickle()))
+
+    try:
+        count, committed = await _run(
+            infra, topic, f"g-{uuid.uuid4().hex}", handler, max_records=4, fill_ms=2_000
+        )
+        await tasks[0]
+    finally:
+        await producer.stop()
+    assert count == committed == 11
+    assert batches == [
+        ["r0"],
+        [f"r{i}" for i in range(1, 5)],
+        [f"r{i}" for i in range(5, 9)],
+        ["r9", "r10"],
+    ]

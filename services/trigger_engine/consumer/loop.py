@@ -38,6 +38,7 @@ async def run_event_consumer(
             handler=EventBatchHandler(ctx),
             dead_letters=ctx.dead_letters,
             max_records=settings.consumer_max_records,
+            fill_ms=settings.consumer_fill_ms,
         )
         return await loop.run(stop, max_batches=max_batches, idle_timeout=idle_timeout)
     finally:

@@ -64,10 +64,12 @@ class StepContext:
         if timer_id is not None and self.state.timers.pop(timer_id, None) is not None:
             self.effects.append(CancelTimer(customer_key=self.customer_key, timer_id=timer_id))
 
-    def invalidate_views(self) -> None:
-        """Call after the profile or stage changed."""
+    def invalidate_views(self, *, profile: bool = True) -> None:
+        """Call after the profile (``profile=True``) or only the stage changed: the stage
+        timeline depends on the profile alone."""
         self._profile_view = None
-        self._timeline = None
+        if profile:
+            self._timeline = None
 
     def timeline(self) -> Timeline:
         """The profile's stages over time under the lifecycle model (see :class:`Timeline`)."""

@@ -101,7 +101,10 @@ def apply(ctx: StepContext, input: StepInput) -> None:
 
 def _on_event(ctx: StepContext, event: EventV1) -> None:
     state = ctx.state
-    state.recent_event_ids = [*state.recent_event_ids, event.event_id_text][-RECENT_EVENT_IDS:]
+    seen = state.recent_event_ids  # the step's own list (see ``apply``): changed in place
+    seen.append(event.event_id_text)
+    if len(seen) > RECENT_EVENT_IDS:
+        del seen[: len(seen) - RECENT_EVENT_IDS]
     stages.catch_up(ctx, until=min(event.timestamp, ctx.now))
     orders_before = state.profile.orders
     apply_event_in_place(state.profile, event)  # ctx.state is the step's own copy
@@ -118,7 +121,11 @@ def _on_event(ctx: StepContext, event: EventV1) -> None:
     )
     for rule in ctx.rules.triggered_by(event.event):
         trigger = rule.trigger
-        if isinstance(trigger, EventTrigger) and ctx.matches(trigger.where, event):
+        if (
+            isinstance(trigger, EventTrigger)
+            and runs.may_enter(ctx, rule, at=event.timestamp)
+            and ctx.matches(trigger.where, event)
+        ):
             ref = TriggerRef(type="event", event=event.event, message_id=event.message_id)
             runs.try_start(ctx, rule, ref, at=event.timestamp)
 

@@ -31,6 +31,16 @@ from .rules import Rule, SendSpec, SendStep, WaitStep
 from .state import Run
 
 
+def may_enter(ctx: StepContext, rule: Rule, *, at: datetime) -> bool:
+    """The cheap half of :func:`try_start`'s checks (age, active run, re-entry): callers
+    that would build a trigger for a rule ask this first."""
+    state = ctx.state
+    if ctx.now - at > rule.max_event_age or state.active_run(rule.key) is not None:
+        return False
+    last = state.last_entry.get(rule.key)
+    return last is None or (rule.reentry is not None and at - last >= rule.reentry)
+
+
 def try_start(ctx: StepContext, rule: Rule, trigger: TriggerRef, *, at: datetime) -> Run | None:
     """Enter ``rule`` if it is allowed now; returns the new run or None.
 
@@ -39,13 +49,9 @@ def try_start(ctx: StepContext, rule: Rule, trigger: TriggerRef, *, at: datetime
     match, or this very run already exists (a replayed trigger).
     """
     state = ctx.state
-    if ctx.now - at > rule.max_event_age or state.active_run(rule.key) is not None:
+    if not may_enter(ctx, rule, at=at) or not ctx.matches(rule.audience):
         return None
     last = state.last_entry.get(rule.key)
-    if last is not None and (rule.reentry is None or at - last < rule.reentry):
-        return None
-    if not ctx.matches(rule.audience):
-        return None
     run_id = derive.run_id(rule.key, rule.version, ctx.customer_key, trigger.message_id)
     if run_id in state.runs:
         return None

@@ -70,7 +70,7 @@ def update(
     )
     state.stage = new
     state.stage_entered_at = at
-    ctx.invalidate_views()
+    ctx.invalidate_views(profile=False)
     start_stage_rules(ctx, StageChanged(from_=old, to=new, reactivated=reactivated, at=at))
 
 

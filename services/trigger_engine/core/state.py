@@ -18,9 +18,11 @@ from .profile import Profile
 RunStatus = Literal["active", "completed", "exited"]
 
 #: Event ids remembered per customer, so a redelivered event (crash between the database
-#: commit and the Kafka offset commit) changes nothing. Per-customer order makes the
-#: redelivered ones recent.
-RECENT_EVENT_IDS: Final = 64
+#: commit and the Kafka offset commit) changes nothing even for a caller of ``step`` that
+#: keeps no event store. Per-customer order makes the redelivered ones recent. (The live
+#: engine also folds only events its event store did not hold yet.) Every id is stored with
+#: the state, rewritten on every change: kept short.
+RECENT_EVENT_IDS: Final = 32
 
 
 class PendingTimer(BaseModel):
@@ -98,3 +100,9 @@ class CustomerState(BaseModel):
             if run.rule_key == rule_key and run.status == "active":
                 return run
         return None
+
+
+def state_json(state: CustomerState) -> bytes:
+    """``state`` as the UTF-8 JSON it is stored as (``CustomerState.model_validate_json``
+    reads it back)."""
+    return CustomerState.__pydantic_serializer__.to_json(state)

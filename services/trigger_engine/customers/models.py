@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, Index, Integer, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, LargeBinary, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.trigger_engine.base import Base
 
 
 class Customer(Base):
-    """The core's ``CustomerState`` as JSONB, plus columns copied out of it for queries."""
+    """The core's ``CustomerState`` as UTF-8 JSON bytes (read back whole, never queried
+    inside), plus columns copied out of it for queries."""
 
     __tablename__ = "customers"
 
     customer_key: Mapped[str] = mapped_column(Text, primary_key=True)
-    state: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
     stage: Mapped[str | None] = mapped_column(Text)
     stage_entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     user_id: Mapped[str | None] = mapped_column(Text)
@@ -31,7 +30,10 @@ class Customer(Base):
     last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_customers_stage", "stage"),)
+    __table_args__ = (
+        Index("ix_customers_stage", "stage"),
+        {"postgresql_with": {"fillfactor": 70}},
+    )
 
 
 class IdentityLink(Base):

@@ -20,7 +20,7 @@ from services.trigger_engine.outbox import repository as outbox
 from shared.envelope import ErasureV1
 from shared.errors import NotFound
 
-_STATE = text("SELECT customer_key, state::text FROM engine.customers WHERE customer_key = :key")
+_STATE = text("SELECT customer_key, state FROM engine.customers WHERE customer_key = :key")
 _LINK = text("SELECT customer_key FROM engine.identity_links WHERE anonymous_id = :id")
 _HISTORY = text(
     "SELECT from_stage, to_stage, at, cause, cause_event, cause_message_id, reactivated "

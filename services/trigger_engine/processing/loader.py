@@ -35,7 +35,7 @@ _LOCK = text(
 )
 
 _READ = text(
-    "SELECT customer_key, state::text FROM engine.customers "
+    "SELECT customer_key, state FROM engine.customers "
     "WHERE customer_key = ANY(CAST(:keys AS text[]))"
 )
 

@@ -22,6 +22,7 @@ from services.trigger_engine.core.effects import (
     SetTimer,
     StageTransition,
 )
+from services.trigger_engine.core.state import state_json
 from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.outbox import repository as outbox
 from services.trigger_engine.processing.cache import Versioned
@@ -32,7 +33,7 @@ from services.trigger_engine.runs.repository import run_rows, write_run_rows
 from shared.ids import derive_id
 
 _STATE_COLUMNS = (
-    "CAST(:keys AS text[]), CAST(:states AS text[]), CAST(:stages AS text[]), "
+    "CAST(:keys AS text[]), CAST(:states AS bytea[]), CAST(:stages AS text[]), "
     "CAST(:entered AS timestamptz[]), CAST(:users AS text[]), CAST(:orders AS int[]), "
     "CAST(:revenue AS float8[]), CAST(:first_seen AS timestamptz[]), "
     "CAST(:last_seen AS timestamptz[]), CAST(:first_order AS timestamptz[]), "
@@ -41,7 +42,7 @@ _STATE_COLUMNS = (
 
 # Both return the row version (xmin: this transaction) the state cache keys on.
 _UPDATE_STATES = text(
-    "UPDATE engine.customers AS c SET state = CAST(x.s AS jsonb), stage = x.st, "
+    "UPDATE engine.customers AS c SET state = x.s, stage = x.st, "
     "stage_entered_at = x.se, user_id = x.u, orders = x.o, revenue = x.rv, "
     "first_seen_at = x.fs, last_seen_at = x.ls, first_order_at = x.fo, last_order_at = x.lo, "
     "updated_at = CAST(:now AS timestamptz) "
@@ -52,7 +53,7 @@ _UPDATE_STATES = text(
 _INSERT_STATES = text(
     "INSERT INTO engine.customers (customer_key, state, stage, stage_entered_at, user_id, "
     "orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at, updated_at) "
-    "SELECT k, CAST(s AS jsonb), st, se, u, o, rv, fs, ls, fo, lo, CAST(:now AS timestamptz) "
+    "SELECT k, s, st, se, u, o, rv, fs, ls, fo, lo, CAST(:now AS timestamptz) "
     f"FROM unnest({_STATE_COLUMNS} "
     "RETURNING customer_key, xmin::text::bigint"
 )
@@ -198,7 +199,7 @@ def _state_params(fold: Fold, keys: list[str]) -> dict[str, Any]:
     return {
         "now": fold.now,
         "keys": keys,
-        "states": [s.model_dump_json() for s in states],
+        "states": [state_json(s) for s in states],
         "stages": [s.stage for s in states],
         "entered": [s.stage_entered_at for s in states],
         "users": [p.user_id for p in profiles],
