@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 
 from services.trigger_engine.context import EngineContext
 from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.processing.batch import BatchOutcome, handle_events
+from services.trigger_engine.processing.committed import after_commit
 from services.trigger_engine.processing.retry import MAX_ATTEMPTS, retryable
-from services.trigger_engine.runs import outcomes
 from shared.db import transaction
 from shared.envelope import EventV1, decode_event
 from shared.kafka.consumer import Decoded, PoisonRecord
@@ -60,12 +60,4 @@ class EventBatchHandler:
         m.EVENTS.labels("folded").inc(outcome.folded)
         if outcome.duplicates:
             m.EVENTS.labels("duplicate").inc(outcome.duplicates)
-        written = outcome.written
-        for rule in written.action_rules:
-            m.ACTIONS.labels(rule).inc()
-        outcomes.count(written.send_outcomes)
-        if written.actions:
-            self.ctx.relay.notify()
-        soon = datetime.now(UTC) + timedelta(seconds=self.ctx.settings.timer_poll_seconds)
-        if written.earliest_timer is not None and written.earliest_timer <= soon:
-            self.ctx.timer_wake.set()
+        after_commit(self.ctx, outcome.written)

@@ -42,11 +42,11 @@ from services.trigger_engine.core.inputs import LifecycleChanged
 from services.trigger_engine.lifecycle import passes
 from services.trigger_engine.lifecycle import repository as lifecycle_repo
 from services.trigger_engine.metrics import prometheus as m
+from services.trigger_engine.processing.committed import after_commit
 from services.trigger_engine.processing.fold import Fold
 from services.trigger_engine.processing.loader import lock_states
 from services.trigger_engine.processing.retry import MAX_ATTEMPTS, retryable
 from services.trigger_engine.processing.writer import Written, write_fold
-from services.trigger_engine.runs import outcomes
 from services.trigger_engine.wakeup import wait_for_work
 from shared.db import transaction
 from shared.kafka.consumer import is_transient
@@ -297,13 +297,7 @@ class LifecyclePasses:
         if written is not None:
             if written.transitions:
                 m.LIFECYCLE_PASS_TRANSITIONS.inc(written.transitions)
-            for rule in written.action_rules:
-                m.ACTIONS.labels(rule).inc()
-            outcomes.count(written.send_outcomes)
-            if written.actions:
-                self.ctx.relay.notify()
-            if written.timers_set:
-                self.ctx.timer_wake.set()
+            after_commit(self.ctx, written)
         done = chunk.finished
         if done is not None:
             m.LIFECYCLE_PASS_PENDING.set(0)

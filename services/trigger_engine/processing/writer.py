@@ -99,7 +99,6 @@ class Written:
 
     actions: int = 0
     transitions: int = 0
-    timers_set: int = 0
     earliest_timer: datetime | None = None
     action_rules: list[str] = field(default_factory=list)
     #: sends held out, skipped or deferred, counted once committed
@@ -231,7 +230,6 @@ async def _write_timers(
                 "due": [t.due_at for t in to_set],
             },
         )
-        written.timers_set = len(to_set)
         written.earliest_timer = min(t.due_at for t in to_set)
 
 

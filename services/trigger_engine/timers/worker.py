@@ -25,11 +25,11 @@ from typing import Final
 from services.trigger_engine.context import EngineContext
 from services.trigger_engine.core.inputs import TimerFired
 from services.trigger_engine.metrics import prometheus as m
+from services.trigger_engine.processing.committed import after_commit
 from services.trigger_engine.processing.fold import Fold
 from services.trigger_engine.processing.loader import lock_states
 from services.trigger_engine.processing.retry import MAX_ATTEMPTS, retryable
 from services.trigger_engine.processing.writer import write_fold
-from services.trigger_engine.runs import outcomes
 from services.trigger_engine.timers import repository
 from services.trigger_engine.wakeup import wait_for_work
 from shared.db import transaction
@@ -127,8 +127,4 @@ class TimerWorker:
         for timer in timers:
             m.TIMERS_FIRED.labels(timer.kind).inc()
             m.TIMER_LATENESS.labels(timer.kind).observe((now - timer.due_at).total_seconds())
-        for rule in written.action_rules:
-            m.ACTIONS.labels(rule).inc()
-        outcomes.count(written.send_outcomes)
-        if written.actions:
-            ctx.relay.notify()
+        after_commit(ctx, written)
