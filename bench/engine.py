@@ -147,7 +147,11 @@ async def latency(
     (s), how many were held out, and how many actions never came."""
     prefix = f"lat{uuid.uuid4().hex[:6]}-"
     sent: dict[str, float] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # A short fetch wait, as the services' consumers use: the broker does not answer a
+    # waiting fetch early, so the default 500 ms would be measured as latency.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
     await consumer.start()
     parts = consumer.partitions_for_topic(topics.ACTIONS) or set()
     tps = [TopicPartition(topics.ACTIONS, p) for p in sorted(parts)]

@@ -303,4 +303,9 @@ def create_consumer(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(300, session_timeout_ms // 5),
         max_poll_interval_ms=300_000,
+        # A fetch returns once it holds 1 MB or after 50 ms: full fetches while catching up,
+        # at most 50 ms of added latency when live (the default 500 ms wait was paid on every
+        # hop of an event by a broker that does not answer a waiting fetch early).
+        fetch_max_wait_ms=50,
+        fetch_min_bytes=1024 * 1024,
     )

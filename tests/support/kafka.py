@@ -23,7 +23,9 @@ async def collect(
 ) -> list[T]:
     """Read ``topic`` from the beginning until ``count`` matching records arrived (then keep
     reading ``settle`` more seconds to catch extras), or fail at ``timeout``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
