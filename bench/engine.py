@@ -6,7 +6,9 @@
 2. Reads that topic back with a bare aiokafka consumer + ``orjson.loads``: the raw rate.
 3. Starts the engine as its own process (as in production) and measures the rate at which it
    folds the same events (consume, decode, fold, write, commit), from its first committed
-   batch to the last: the end-to-end rate, and its ratio to the raw rate.
+   batch to the last: the end-to-end rate, and its ratio to the raw rate; and, on Linux,
+   the CPU time per event the engines, the embedded PostgreSQL and the broker used
+   meanwhile (what limits the rate on a machine with few cores).
 4. With the engine caught up, produces ``Signed Up`` events at a steady rate (the welcome
    play sends at once) and measures event produced -> action published on ``clm.actions``
    (p50/p99).
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +33,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import cpu
 from bench.storefront import Record, Storefront
 from clm.runtime import free_port, infrastructure
 from services.trigger_engine.core.derive import holdout_bucket
@@ -122,18 +126,24 @@ async def wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process
     raise TimeoutError("the engine did not become ready")
 
 
-async def engine_rate(clients: list[httpx.AsyncClient], expected: int) -> tuple[float, float]:
-    """(events/s from the first committed batch to the last, seconds to catch up)."""
-    first: tuple[float, float] | None = None
+async def engine_rate(
+    clients: list[httpx.AsyncClient], expected: int, cpu_groups: Mapping[str, cpu.Match]
+) -> tuple[float, float, dict[str, float]]:
+    """(events/s from the first committed batch to the last, seconds to catch up, CPU
+    seconds each of ``cpu_groups`` used meanwhile)."""
+    first: tuple[float, float, dict[str, float]] | None = None
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
         folded = await metric(clients, FOLDED)
         now = time.perf_counter()
         if first is None and folded > 0:
-            first = (now, folded)
+            first = (now, folded, cpu.snapshot(cpu_groups))
         if folded >= expected and first is not None:
             seconds = now - first[0]
-            return (folded - first[1]) / seconds if seconds > 0 else float("inf"), seconds
+            end = cpu.snapshot(cpu_groups)
+            used = {name: end[name] - first[2][name] for name in cpu_groups}
+            rate = (folded - first[1]) / seconds if seconds > 0 else float("inf")
+            return rate, seconds, used
         # Rendering /metrics costs the engines CPU: poll it a few times a second only.
         await asyncio.sleep(0.25)
     raise TimeoutError("the engine did not catch up")
@@ -207,7 +217,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def bench(args: argparse.Namespace, database_url: str, bootstrap: str) -> None:
+def cpu_groups(
+    engines: list[asyncio.subprocess.Process], work_dir: Path, bootstrap: str
+) -> dict[str, cpu.Match]:
+    """The processes whose CPU time the bench reports: the engines, and the embedded
+    PostgreSQL (postmaster and backends) and broker when this run started them."""
+    if not cpu.available():
+        return {}
+    pids = {proc.pid for proc in engines}
+    groups: dict[str, cpu.Match] = {"engines": lambda pid, ppid, cmdline: pid in pids}
+    if not os.environ.get("CLM_DATABASE_URL"):
+        postmaster = cpu.find_pid(str(work_dir / "postgres"))
+        groups["PostgreSQL"] = cpu.children_of(lambda: postmaster)
+    if not os.environ.get("CLM_KAFKA_BOOTSTRAP"):
+        listener = f"tcp://{bootstrap} "
+        groups["broker"] = lambda pid, ppid, cmdline: listener in cmdline
+    return groups
+
+
+async def bench(
+    args: argparse.Namespace, database_url: str, bootstrap: str, work_dir: Path
+) -> None:
     rules = await install_examples(database_url)
     store = Storefront(customers=args.customers, seed=args.seed)
     records = list(store.history(args.events, now=datetime.now(UTC)))
@@ -240,7 +270,8 @@ async def bench(args: argparse.Namespace, database_url: str, bootstrap: str) -> 
         clients = [client for _, client in engines]
         for proc, client in engines:
             await wait_ready(client, proc)
-        rate, catch_up_s = await engine_rate(clients, len(records))
+        groups = cpu_groups([proc for proc, _ in engines], work_dir, bootstrap)
+        rate, catch_up_s, cpu_used = await engine_rate(clients, len(records), groups)
         actions = await metric(clients, "clm_engine_actions_total{")
         transitions = await metric(clients, "clm_engine_stage_transitions_total{")
         merges = await metric(clients, "clm_engine_merges_total ")
@@ -261,6 +292,13 @@ async def bench(args: argparse.Namespace, database_url: str, bootstrap: str) -> 
         f"engine process(es), polls of up to {args.batch})"
     )
     print(f"ratio:             {rate / raw_rate:.1%} of the raw rate")
+    if cpu_used:
+        folded_during = rate * catch_up_s
+        per_event = ", ".join(
+            f"{name} {seconds / folded_during * 1e6:,.0f} µs" for name, seconds in cpu_used.items()
+        )
+        busy = sum(cpu_used.values()) / catch_up_s
+        print(f"cpu per event:     {per_event} ({busy:.2f} cores busy, of {os.cpu_count()})")
     print(
         f"during catch-up:   {actions:,.0f} actions, {transitions:,.0f} stage transitions, "
         f"{merges:,.0f} merges"
@@ -285,7 +323,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="clm-bench-engine-"))
     try:
         with infrastructure(tmp) as (database_url, bootstrap):
-            asyncio.run(bench(args, database_url, bootstrap))
+            asyncio.run(bench(args, database_url, bootstrap, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
