@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import socket
 import uuid
+from typing import Final
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import ServiceSettings
 
 
 def _instance_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+#: Well above the clm.events topic retention (7 days), see ``event_retention_days``.
+MIN_EVENT_RETENTION_DAYS: Final = 30
 
 
 class EngineSettings(ServiceSettings):
@@ -90,7 +95,8 @@ class EngineSettings(ServiceSettings):
         ge=0,
         description="Days a stored event is kept: deleted once both its timestamp and its "
         "received_at are older (timelines, simulations and lifecycle metrics read the event "
-        "store). 0: forever.",
+        "store). 0: forever. At least 30 otherwise: the event store is how the engine knows "
+        "a redelivered or re-read clm.events record (7 days of topic retention) from a new one.",
     )
     retention_interval_seconds: float = Field(
         default=3600.0, gt=0, description="Time between two retention rounds."
@@ -100,3 +106,13 @@ class EngineSettings(ServiceSettings):
         ge=1,
         description="Rows one retention statement deletes (one short transaction each).",
     )
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _keeps_events_past_topic_retention(cls, days: int) -> int:
+        if 0 < days < MIN_EVENT_RETENTION_DAYS:
+            raise ValueError(
+                f"must be 0 (keep forever) or at least {MIN_EVENT_RETENTION_DAYS} days: events "
+                "deleted while clm.events still holds them would be folded again if re-read"
+            )
+        return days

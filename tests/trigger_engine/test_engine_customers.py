@@ -6,15 +6,19 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from tests.support.services import Infra
 from tests.trigger_engine.engine_support import (
     Engine,
+    Rules,
+    actions,
     erasures,
     event,
     eventually,
     produce,
+    rule,
 )
 
 
@@ -60,6 +64,39 @@ async def test_profile_timeline_and_erasure(
     assert fresh["metrics"]["orders"] == 0
     assert fresh["traits"] == {}
     assert fresh["stage"] == "visitor"
+
+
+async def _sends(engine: Engine, customer: str) -> list[tuple[str, str | None]] | None:
+    """(item type, action id) of the customer's action items and "sent" run records."""
+    async with engine.admin() as client:
+        items = (await client.get(f"/v1/customers/{customer}/timeline")).json()["items"]
+    found = [("action", i["data"]["id"]) for i in items if i["type"] == "action"]
+    found += [
+        ("run", i["data"]["action_id"])
+        for i in items
+        if i["type"] == "run" and i["data"]["kind"] == "sent"
+    ]
+    return found or None
+
+
+async def test_a_send_stays_on_the_timeline_after_retention_deleted_its_outbox_row(
+    infra: Infra, engine: Engine, producer: AIOKafkaProducer, rules: Rules, prefix: str
+) -> None:
+    customer = f"{prefix}-bo"
+    send_now = [{"send": {"channel": "email", "template": "reminder"}}]
+    await rules.create(rule(prefix, "reminder", steps=send_now))
+    await produce(producer, event(customer, "Product Added", properties={"product_id": "p1"}))
+    [action] = await actions(infra, prefix, count=1)
+
+    # While the outbox holds the row, the send is its action item, not a second run item.
+    assert await eventually(lambda: _sends(engine, customer)) == [("action", action.action_id)]
+
+    connection = await asyncpg.connect(infra.database_url)
+    try:  # what the retention job does once CLM_OUTBOX_RETENTION_DAYS have passed
+        await connection.execute("DELETE FROM engine.outbox WHERE id = $1", action.action_id)
+    finally:
+        await connection.close()
+    assert await _sends(engine, customer) == [("run", action.action_id)]
 
 
 async def test_lifecycle_metrics_over_a_period(

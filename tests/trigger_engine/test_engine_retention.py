@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from services.trigger_engine.retention import (
     retention_round,
     run_retention,
 )
+from services.trigger_engine.settings import EngineSettings
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade
 from tests.support.services import Infra
@@ -269,3 +271,10 @@ async def test_the_job_runs_a_round_at_start_and_stops_when_asked(sessions: Sess
     finally:
         stop.set()
         await asyncio.wait_for(job, 10)
+
+
+def test_event_retention_shorter_than_a_month_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 30 days"):
+        EngineSettings(event_retention_days=3)
+    assert EngineSettings(event_retention_days=0).event_retention_days == 0
+    assert EngineSettings(event_retention_days=30).event_retention_days == 30

@@ -35,11 +35,13 @@ _ACTIONS = text(
     "SELECT created_at, id, kind, payload::text, published_at FROM engine.outbox "
     "WHERE customer_key = :key ORDER BY created_at DESC LIMIT :limit"
 )
-# A send that went out is already on the timeline as its action: its "sent" record is not.
+# A send is on the timeline as its action while the outbox keeps the row; once retention
+# deleted it (CLM_OUTBOX_RETENTION_DAYS), its "sent" run record stands in for it.
 _RUNS = text(
-    "SELECT at, run_id, rule_key, rule_version, kind, holdout, step, detail "
-    "FROM engine.run_events WHERE customer_key = :key AND kind <> 'sent' "
-    "ORDER BY at DESC, id LIMIT :limit"
+    "SELECT r.at, r.run_id, r.rule_key, r.rule_version, r.kind, r.holdout, r.step, r.detail "
+    "FROM engine.run_events AS r WHERE r.customer_key = :key AND (r.kind <> 'sent' OR NOT "
+    "EXISTS (SELECT 1 FROM engine.outbox AS o WHERE o.id = r.detail)) "
+    "ORDER BY r.at DESC, r.id LIMIT :limit"
 )
 
 #: Where a run record goes among its run's items at the same instant: the run starts, its
@@ -48,6 +50,7 @@ _RUNS = text(
 _RUN_PHASE: Final = {
     "started": 0,
     "held_out": 1,
+    "sent": 1,
     "skipped": 1,
     "deferred": 1,
     "exited": 1,
@@ -58,6 +61,7 @@ _RUN_PHASE: Final = {
 _RUN_DETAIL: Final = {
     "started": "trigger_message_id",
     "held_out": "action_id",
+    "sent": "action_id",
     "skipped": "reason",
     "deferred": "until",
     "exited": "reason",

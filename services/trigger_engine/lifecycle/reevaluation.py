@@ -19,9 +19,10 @@ So a crash loses at most an uncommitted chunk, which is redone; a customer is mo
 per version (a second look finds nothing to change). Customer locks are held for one
 chunk at a time, and the event consumer gets the event loop between chunks.
 
-Before its first chunk of a version, an instance waits (at most :data:`FENCE_WAIT`) for
-engine transactions that began before it saw the version: a batch that read the old model
-just before the ``PUT`` must not write a stale stage after the pass has been by.
+No batch can write a stale stage behind the pass: the consumer and the timer worker read
+the configuration after locking their customers, so one that locks a customer after the
+pass moved it sees the new model, and one that locked it before is waited for by the pass
+(which then re-evaluates what that batch wrote).
 """
 
 from __future__ import annotations
@@ -53,25 +54,11 @@ from shared.kafka.consumer import is_transient
 
 log = logging.getLogger(__name__)
 
-#: Longest wait for older engine transactions before a pass starts (then it starts anyway).
-FENCE_WAIT: Final = 30.0
-_FENCE_POLL: Final = 0.05
-
 _NEWEST = text(
     "SELECT v.version, p.version IS NOT NULL, p.finished_at IS NOT NULL, "
     "coalesce(p.total, 0), coalesce(p.customers, 0) "
     "FROM (SELECT max(version) AS version FROM engine.lifecycle_versions) AS v "
     "LEFT JOIN engine.lifecycle_passes AS p ON p.version = v.version"
-)
-
-_NOW = text("SELECT statement_timestamp()")
-
-# Transactions of this service (same application_name) older than :since, but ours.
-_OLDER_TRANSACTIONS = text(
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND backend_type = 'client backend' "
-    "AND pid <> pg_backend_pid() AND application_name = current_setting('application_name') "
-    "AND xact_start < CAST(:since AS timestamptz)"
 )
 
 
@@ -96,7 +83,6 @@ class LifecyclePasses:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self._fenced: int | None = None
         #: customers still to take one at a time after a chunk failed
         self._careful = 0
         self._superseded: set[int] = set()
@@ -104,7 +90,7 @@ class LifecyclePasses:
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.ctx.settings
         while not stop.is_set():
-            chunk = await self.round(stop)
+            chunk = await self.round()
             if not chunk.worked:
                 await wait_for_work(
                     self.ctx.lifecycle_wake, stop, timeout=settings.lifecycle_pass_poll_seconds
@@ -116,17 +102,12 @@ class LifecyclePasses:
             else:
                 await asyncio.sleep(0)  # let the consumer and the API in between chunks
 
-    async def round(self, stop: asyncio.Event | None = None) -> Chunk:
+    async def round(self) -> Chunk:
         """Work one chunk of the newest version's pass; ``worked`` is False when there is
         nothing to do here (no pass due, or another instance is working it)."""
         version = await self._due_version()
         if version is None:
             return NOTHING
-        if self._fenced != version:
-            await self._fence(stop)
-            if stop is not None and stop.is_set():
-                return NOTHING
-            self._fenced = version
         chunk_size = 1 if self._careful > 0 else self.ctx.settings.lifecycle_pass_chunk
         try:
             chunk = await self._chunk_with_retries(version, chunk_size)
@@ -161,33 +142,6 @@ class LifecyclePasses:
         if exists:
             m.LIFECYCLE_PASS_PENDING.set(max(total - customers, 0))
         return int(version)
-
-    async def _fence(self, stop: asyncio.Event | None) -> None:
-        """Wait until no engine transaction that began before now is still open."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FENCE_WAIT
-        async with self.ctx.sessions() as session:
-            since = await session.scalar(_NOW)
-        while True:
-            # A new session per look: pg_stat_activity is a snapshot per transaction.
-            async with self.ctx.sessions() as session:
-                older = await session.scalar(_OLDER_TRANSACTIONS, {"since": since})
-            if not older:
-                return
-            if loop.time() > deadline:
-                log.warning(
-                    "lifecycle pass starting while older engine transactions are still open",
-                    extra={"transactions": older, "waited_seconds": FENCE_WAIT},
-                )
-                return
-            if stop is None:
-                await asyncio.sleep(_FENCE_POLL)
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_FENCE_POLL):
-                    await stop.wait()
-            if stop.is_set():
-                return
 
     async def _chunk_with_retries(self, version: int, size: int) -> Chunk:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -229,7 +183,7 @@ class LifecyclePasses:
                 version,
                 cursor=keys[-1],
                 customers=customers,
-                transitions=written.transitions,
+                transitions=len(written.transitions),
                 now=now,
             )
         # The states are not put in the state cache: a pass reads every customer once, and
@@ -296,7 +250,7 @@ class LifecyclePasses:
         written = chunk.written
         if written is not None:
             if written.transitions:
-                m.LIFECYCLE_PASS_TRANSITIONS.inc(written.transitions)
+                m.LIFECYCLE_PASS_TRANSITIONS.inc(len(written.transitions))
             after_commit(self.ctx, written)
         done = chunk.finished
         if done is not None:

@@ -1,6 +1,6 @@
 """One batch of events through the engine, inside the caller's transaction.
 
-    links → store events (new ones only) → lock customers (key order) → fold → write
+    links → store events (new ones only) → lock customers (key order) → config → fold → write
 
 The caller (the consumer's edge) opens the transaction and commits; the Kafka offsets are
 committed after that. A batch redelivered after a crash between the two finds its events
@@ -52,7 +52,6 @@ async def handle_events(
     for event, raw in events:
         unique.setdefault(event.event_id_text, (event, raw))
     batch = list(unique.values())
-    engine_config = await config.get(session)
     links = await load_links(session, identity_ids(e for e, _ in batch))
     keys = keys_to_lock((e for e, _ in batch), links)
     # The event store needs no customer lock: store first, so the locks are held the
@@ -62,6 +61,9 @@ async def handle_events(
     )
     locked = await lock_states(session, keys, cache)
     states = locked.states
+    # Read under the locks: a batch that locks a customer after a lifecycle pass moved it
+    # sees the model the pass applied (or a newer one), never the one before.
+    engine_config = await config.get(session)
     await check_unlinked(session, keys - states.keys(), links)
     fold = Fold(
         config=engine_config,

@@ -12,8 +12,12 @@ from services.trigger_engine.runs import outcomes
 
 
 def after_commit(ctx: EngineContext, written: Written) -> None:
-    """Count the actions and send decisions, wake the relay for new outbox rows and the
-    timer worker for a timer due before its next look."""
+    """Count the merges, stage transitions, actions and send decisions, wake the relay for new
+    outbox rows and the timer worker for a timer due before its next look."""
+    if written.merges:
+        m.MERGES.inc(written.merges)
+    for from_stage, to_stage, cause in written.transitions:
+        m.STAGE_TRANSITIONS.labels(from_stage, to_stage, cause).inc()
     for rule in written.action_rules:
         m.ACTIONS.labels(rule).inc()
     outcomes.count(written.send_outcomes)

@@ -23,7 +23,6 @@ from services.trigger_engine.core.effects import (
     StageTransition,
 )
 from services.trigger_engine.core.state import state_json
-from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.outbox import repository as outbox
 from services.trigger_engine.processing.cache import Versioned
 from services.trigger_engine.processing.fold import Fold
@@ -98,7 +97,9 @@ class Written:
     """What a write produced, for metrics and wake-ups."""
 
     actions: int = 0
-    transitions: int = 0
+    #: (from, to, cause) of each stage transition, for the counter once committed
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)
+    merges: int = 0
     earliest_timer: datetime | None = None
     action_rules: list[str] = field(default_factory=list)
     #: sends held out, skipped or deferred, counted once committed
@@ -153,9 +154,7 @@ async def write_fold(
                 "reactivated": [t.reactivated for t in transitions],
             },
         )
-        written.transitions = len(transitions)
-        for t in transitions:
-            m.STAGE_TRANSITIONS.labels(t.from_stage or "none", t.to_stage, t.cause).inc()
+        written.transitions = [(t.from_stage or "none", t.to_stage, t.cause) for t in transitions]
     if actions:
         new = await outbox.add_actions(session, actions)
         written.actions = len(new)
@@ -163,6 +162,7 @@ async def write_fold(
     await write_run_rows(session, run_rows(fold.effects))
     written.send_outcomes = send_outcomes(fold.effects)
     await _write_identity(session, fold)
+    written.merges = len(fold.merged)
     return written
 
 
@@ -248,7 +248,6 @@ async def _write_identity(session: AsyncSession, fold: Fold) -> None:
                 ),
                 {"src": sources, "dst": targets},
             )
-        m.MERGES.inc(len(sources))
     if fold.new_links:
         anonymous = sorted(fold.new_links)
         await session.execute(

@@ -99,8 +99,8 @@ class TimerWorker:
     async def _fire_once(self, claimed: Sequence[tuple[str, str]]) -> None:
         ctx = self.ctx
         async with transaction(ctx.sessions) as session:
-            config = await ctx.config.get(session)
             locked = await lock_states(session, {key for _, key in claimed}, ctx.states)
+            config = await ctx.config.get(session)  # under the locks, as in processing.batch
             states = locked.states
             timers = await repository.still_mine(
                 session, [t for t, _ in claimed], me=ctx.settings.instance_id
