@@ -201,8 +201,10 @@ async def test_a_poison_record_on_clm_actions_is_dead_lettered_and_does_not_stal
 async def test_timeouts_and_refused_connections_are_retried_until_dead(
     infra: Infra, receiver: Receiver, start_messenger: MessengerFactory
 ) -> None:
-    messenger = await start_messenger(delivery_timeout_seconds=0.5)
-    slow = receiver.hook(Reply(200, delay=1.5), 200)
+    # The timeout also bounds the second attempt, which must succeed even on a loaded machine;
+    # the first answer comes far too late for it.
+    messenger = await start_messenger(delivery_timeout_seconds=2)
+    slow = receiver.hook(Reply(200, delay=6), 200)
     slow_dest = await create_destination(messenger, slow)
     closed = await create_destination(
         messenger, receiver.hook(), url=f"http://127.0.0.1:{free_port()}/nobody-listens"

@@ -32,8 +32,10 @@ from tests.support.services import Infra
 async def test_a_restart_in_the_middle_of_the_retry_schedule_delivers_exactly_once(
     infra: Infra, receiver: Receiver, start_messenger: MessengerFactory
 ) -> None:
-    slow_schedule = [0, 1.5, 3]  # the retry falls after the restart
-    first = await start_messenger(retry_schedule=slow_schedule)
+    # The retry is due a minute after the 503, so the first messenger cannot send it however
+    # long its shutdown takes; once it is down the retry is made due at once.
+    slow_schedule = [0, 60, 120]
+    first = await start_messenger(retry_schedule=slow_schedule, retry_jitter=0)
     hook = receiver.hook(503, 200)
     dest = await create_destination(first, hook)
     action = make_action(customer_id(), destination=dest["id"])
@@ -43,8 +45,9 @@ async def test_a_restart_in_the_middle_of_the_retry_schedule_delivers_exactly_on
     assert retrying["attempt_count"] == 1
     await first.stop()
     assert [h.status for h in hook.for_action(action.action_id)] == [503]
+    await _make_due_now(infra, derive_id("delivery", action.action_id))
 
-    second = await start_messenger(retry_schedule=slow_schedule)
+    second = await start_messenger(retry_schedule=slow_schedule, retry_jitter=0)
     delivered = await wait_delivery(second, action.action_id, "delivered")
 
     hits = hook.for_action(action.action_id)
@@ -52,6 +55,26 @@ async def test_a_restart_in_the_middle_of_the_retry_schedule_delivers_exactly_on
     assert {h.webhook_id for h in hits} == {action.action_id}
     assert delivered["attempt_count"] == 2
     assert delivered["next_attempt_at"] is None  # nothing left scheduled: no second send
+
+
+async def _make_due_now(infra: Infra, delivery_id: uuid.UUID) -> None:
+    """Move a pending retry (still scheduled far ahead) to now."""
+    engine = create_engine(infra.database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            now = datetime.now(UTC)
+            result = await conn.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.status == "retrying",
+                    Delivery.next_attempt_at > now + timedelta(seconds=30),
+                )
+                .values(next_attempt_at=now)
+            )
+            assert result.rowcount == 1, "the retry is not pending a minute ahead"
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

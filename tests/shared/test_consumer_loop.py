@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -45,10 +46,20 @@ async def _run(
     *,
     max_records: int = 500,
     fill_ms: int = 0,
+    on_fetch: Callable[[list[str]], None] | None = None,
 ) -> tuple[int, int | None]:
     consumer = create_consumer(
         infra.bootstrap, topic, group_id=group, client_id="test", session_timeout_ms=2000
     )
+    if on_fetch is not None:
+        getmany = consumer.getmany
+
+        async def observed(*args: object, **kwargs: object) -> Any:
+            fetched = await getmany(*args, **kwargs)
+            on_fetch([r.value.decode() for part in fetched.values() for r in part])
+            return fetched
+
+        consumer.getmany = observed
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await consumer.start()
     await producer.start()
@@ -63,7 +74,8 @@ async def _run(
             fill_ms=fill_ms,
             max_backoff=0.05,
         )
-        handled = await loop.run(asyncio.Event(), idle_timeout=1.5)
+        # Generous: joining the group and the first fetch can take seconds on a loaded machine.
+        handled = await loop.run(asyncio.Event(), idle_timeout=5.0)
         committed = await consumer.committed(TopicPartition(topic, 0))
         return handled, committed
     finally:
@@ -117,17 +129,28 @@ async def test_transient_failure_retries_the_batch_without_dead_letters(infra: I
 
 async def test_fill_gathers_records_arriving_after_the_first_poll(infra: Infra) -> None:
     # The first record is there before the loop starts; the handler's first call starts a
-    # producer that sends ten more, 150 ms apart. Without the fill window each poll returns
-    # the one or two records that had arrived; with it they come in batches of max_records.
+    # producer that sends ten more, each only once the consumer has fetched the one before.
+    # So every fetch brings at most one record, and only the fill window (topping a batch up
+    # from the fetches that complete within fill_ms) can put several records in one batch.
     topic = await _topic_with(infra, [b"r0"])
     batches: list[list[str]] = []
+    fetches: list[list[str]] = []
+    fetched_more = asyncio.Event()
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all", linger_ms=0)
     await producer.start()
+
+    def on_fetch(values: list[str]) -> None:
+        if values:
+            fetches.append(values)
+            fetched_more.set()
 
     async def trickle() -> None:
         for i in range(1, 11):
             await producer.send_and_wait(topic, f"r{i}".encode(), key=b"k")
-            await asyncio.sleep(0.15)  # pacing the producer, not synchronisation
+            async with asyncio.timeout(10):
+                while all(f"r{i}" not in fetch for fetch in fetches):
+                    fetched_more.clear()
+                    await fetched_more.wait()
 
     tasks: list[asyncio.Task[None]] = []
 
@@ -138,15 +161,21 @@ async def test_fill_gathers_records_arriving_after_the_first_poll(infra: Infra) 
 
     try:
         count, committed = await _run(
-            infra, topic, f"g-{uuid.uuid4().hex}", handler, max_records=4, fill_ms=2_000
+            infra,
+            topic,
+            f"g-{uuid.uuid4().hex}",
+            handler,
+            max_records=4,
+            fill_ms=2_000,
+            on_fetch=on_fetch,
         )
         await tasks[0]
     finally:
         await producer.stop()
     assert count == committed == 11
-    assert batches == [
-        ["r0"],
-        [f"r{i}" for i in range(1, 5)],
-        [f"r{i}" for i in range(5, 9)],
-        ["r9", "r10"],
-    ]
+    assert all(len(fetch) == 1 for fetch in fetches), fetches
+    assert [v for batch in batches for v in batch] == [f"r{i}" for i in range(11)]
+    assert batches[0] == ["r0"]  # nothing else arrived within its fill window
+    assert all(len(batch) <= 4 for batch in batches), batches  # max_records holds
+    # Single-record fetches topped up to max_records: the fill window at work.
+    assert any(len(batch) == 4 for batch in batches), batches

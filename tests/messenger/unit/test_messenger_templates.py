@@ -378,7 +378,7 @@ FRAGMENTS = [
 ]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join))
 def test_arbitrary_templates_never_raise_and_never_leak(source: str) -> None:
     result = render(TemplateSource(text=source, html=source), CONTEXT)
