@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,7 @@ from tests.trigger_engine.engine_support import (
 )
 
 MUG = {"product_id": "p-mug", "name": "Mug", "price": 25}
+WAIT = "PT8S"
 
 
 async def _with_cart(engine: Engine, customer: str) -> dict[str, Any] | None:
@@ -32,12 +34,15 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
         rule(
             prefix,
             "cart",
-            steps=[{"wait": "PT3S"}, {"send": {"channel": "email", "template": "cart"}}],
+            # The identify must be folded inside this wait (checked below): long enough for a
+            # slow machine, and spent on the rest of the test rather than idly.
+            steps=[{"wait": WAIT}, {"send": {"channel": "email", "template": "cart"}}],
         )
     )
     anonymous, user = f"{prefix}-anon", f"{prefix}-user"
     # Different Kafka keys: the two profiles live in different partitions.
-    await produce(producer, event(anonymous, "Product Added", anonymous=True, properties=MUG))
+    added = event(anonymous, "Product Added", anonymous=True, properties=MUG)
+    await produce(producer, added)
     await eventually(lambda: _with_cart(engine, anonymous), what="the anonymous cart")
 
     await produce(
@@ -50,6 +55,24 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
             traits={"email": "shopper@example.com", "first_name": "Ada"},
         ),
     )
+    merged = await eventually(
+        lambda: _merged_into(engine, anonymous, user),
+        what="the anonymous id to resolve to the user",
+    )
+    # The run started while the shopper was anonymous, and is still waiting: it and its
+    # pending send moved to the user.
+    [run] = [r for r in merged["runs"] if r["status"] == "active"]
+    assert run["rule"] == f"{prefix}-cart"
+    assert datetime.fromisoformat(run["started_at"]) == added.timestamp
+    assert [t["run_id"] for t in merged["timers"] if t["kind"] == "step"] == [run["run_id"]]
+    assert anonymous in merged["anonymous_ids"]
+    assert merged["stage"] == "engaged"
+
+    # A later event under the anonymous id lands on the known customer.
+    await produce(producer, event(anonymous, "Product Viewed", anonymous=True, properties=MUG))
+    await eventually(
+        lambda: _timeline_with(engine, user, "Product Viewed"), what="the anonymous view"
+    )
 
     [sent] = await actions(infra, prefix, count=1, settle=1.0)
     assert sent.customer_key == user
@@ -57,17 +80,8 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
     assert (customer["id"], customer["email"]) == (user, "shopper@example.com")
     assert [p["product_id"] for p in sent.data["context"]["cart"]["products"]] == ["p-mug"]
 
-    merged = await engine.customer(anonymous)  # the anonymous id now resolves to the user
-    assert merged is not None
-    assert merged["customer_key"] == user
-    assert anonymous in merged["anonymous_ids"]
-    assert merged["stage"] == "engaged"
-
-    # A later event under the anonymous id lands on the known customer.
-    await produce(producer, event(anonymous, "Product Viewed", anonymous=True, properties=MUG))
-    timeline = await eventually(
-        lambda: _timeline_with(engine, user, "Product Viewed"), what="the anonymous view"
-    )
+    timeline = await _timeline_with(engine, user, "Product Viewed")
+    assert timeline is not None
     kinds = [item["type"] for item in timeline["items"]]
     assert {"event", "stage", "run", "action"} <= set(kinds)
     # The run started while the shopper was anonymous: its records moved with the merge.
@@ -76,6 +90,11 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
         ("started", f"{prefix}-cart"),
         ("completed", f"{prefix}-cart"),
     ]
+
+
+async def _merged_into(engine: Engine, anonymous: str, user: str) -> dict[str, Any] | None:
+    found = await engine.customer(anonymous)
+    return found if found is not None and found["customer_key"] == user else None
 
 
 async def _timeline_with(engine: Engine, customer: str, name: str) -> dict[str, Any] | None:

@@ -22,13 +22,15 @@ from tests.trigger_engine.engine_support import (
     rule,
 )
 
-AT_RISK_AFTER = timedelta(seconds=2)
-LAPSED_AFTER = timedelta(seconds=4)
+#: The walk's orders must all be folded within AT_RISK_AFTER of its first event (else the
+#: customer goes at risk between two of them): seconds to spare on a slow machine.
+AT_RISK_AFTER = timedelta(seconds=4)
+LAPSED_AFTER = timedelta(seconds=6)
 
 
 @pytest.fixture(scope="module")
 async def short_lifecycle(engine: Engine) -> AsyncIterator[dict[str, Any]]:
-    """The default model with at_risk after 2 s and lapsed after 4 s; restored afterwards."""
+    """The default model with at_risk after 4 s and lapsed after 6 s; restored afterwards."""
     model = default_lifecycle(at_risk_after=AT_RISK_AFTER, lapsed_after=LAPSED_AFTER).model_dump(
         mode="json"
     )

@@ -3,6 +3,7 @@ and an inactivity clock that restarts on each order."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -32,34 +33,42 @@ def _run(customer: dict[str, Any] | None, status: str) -> dict[str, Any] | None:
 async def test_exit_event_mid_wait_ends_the_run_before_its_second_send(
     infra: Infra, engine: Engine, producer: AIOKafkaProducer, rules: Rules, prefix: str
 ) -> None:
+    key = f"{prefix}-two-step"
     await rules.create(
         rule(
             prefix,
             "two-step",
             steps=[
                 {"send": {"channel": "email", "template": "first"}},
-                {"wait": "PT3S"},
+                # Long enough that the exit always comes first, however slow this machine:
+                # the test looks at the run and its timer, it does not wait the wait out.
+                {"wait": "PT60S"},
                 {"send": {"channel": "email", "template": "second"}},
             ],
             exit_when=[{"event": "Product Removed"}],
         )
     )
     shopper = f"{prefix}-shopper"
-    added = event(shopper, "Product Added", properties=MUG)
-    await produce(producer, added)
+    await produce(producer, event(shopper, "Product Added", properties=MUG))
+    waiting = await eventually(lambda: _active(engine, shopper), what="the run to wait")
+    assert waiting["step"] == 1
     [first] = await actions(infra, prefix, count=1)
     assert first.data["template"] == "first"
+    customer = await engine.customer(shopper)
+    assert customer is not None
+    assert [t["run_id"] for t in customer["timers"] if t["kind"] == "step"] == [waiting["run_id"]]
 
     await produce(producer, event(shopper, "Product Removed", properties=MUG))
     stats = await eventually(
-        lambda: _stats_with_exit(engine, f"{prefix}-two-step"),
-        what="the run to exit on Product Removed",
+        lambda: _stats_with_exit(engine, key), what="the run to exit on Product Removed"
     )
-    assert (stats["entered"], stats["sent"], stats["exited"]) == (1, 1, 1)
-    due = added.timestamp + seconds(3)
-    settle = max(0.0, (due - now()).total_seconds()) + 1.0
-    found = await actions(infra, prefix, count=1, settle=settle)
-    assert [a.data["template"] for a in found] == ["first"]
+    assert (stats["entered"], stats["sent"], stats["exited"], stats["completed"]) == (1, 1, 1, 0)
+    customer = await engine.customer(shopper)
+    assert customer is not None
+    assert _run(customer, "active") is None
+    assert [t for t in customer["timers"] if t["kind"] == "step"] == []  # the wait is cancelled
+    records = [(r["kind"], r["step"], r.get("reason")) for r in await _run_items(engine, shopper)]
+    assert records == [("started", None, None), ("exited", 1, "exit_when")]
 
 
 async def _stats_with_exit(engine: Engine, key: str) -> dict[str, Any] | None:
@@ -71,13 +80,16 @@ async def _stats_with_exit(engine: Engine, key: str) -> dict[str, Any] | None:
 
 
 async def test_late_order_inside_the_wait_cancels_the_pending_send(
-    infra: Infra, engine: Engine, producer: AIOKafkaProducer, rules: Rules, prefix: str
+    engine: Engine, producer: AIOKafkaProducer, rules: Rules, prefix: str
 ) -> None:
+    key = f"{prefix}-cart"
     await rules.create(
         rule(
             prefix,
             "cart",
-            steps=[{"wait": "PT3S"}, {"send": {"channel": "email", "template": "cart"}}],
+            # Long enough that both orders are always folded inside it, however slow this
+            # machine: the test reads the runs and their timers, it does not wait it out.
+            steps=[{"wait": "PT60S"}, {"send": {"channel": "email", "template": "cart"}}],
         )
     )
     late, early = f"{prefix}-late-buyer", f"{prefix}-earlier-order"
@@ -99,9 +111,47 @@ async def test_late_order_inside_the_wait_cancels_the_pending_send(
         # Happened before the cart was filled: it neither ends nor converts the run.
         event(early, "Order Completed", at=t0 - seconds(60), properties={"order_id": "o-0"}),
     )
+    for customer in (late, early):
+        await eventually(lambda c=customer: _ordered(engine, c), what=f"{customer}'s order")
 
-    found = await actions(infra, prefix, count=1, settle=1.5)
-    assert [a.customer_key for a in found] == [early]
+    stats = await _stats(engine, key)
+    assert (stats["entered"], stats["exited"], stats["sent"]) == (2, 1, 0)
+    ended = await engine.customer(late)
+    assert ended is not None
+    assert _run(ended, "active") is None
+    assert [t for t in ended["timers"] if t["kind"] == "step"] == []  # the send is cancelled
+    records = [(r["kind"], r["step"], r.get("reason")) for r in await _run_items(engine, late)]
+    assert records == [("started", None, None), ("exited", 0, "exit_when")]
+    waiting = await engine.customer(early)
+    assert waiting is not None
+    run = _run(waiting, "active")
+    assert run is not None and (run["step"], run["converted"]) == (0, False)
+    [timer] = [t for t in waiting["timers"] if t["kind"] == "step"]
+    assert (timer["run_id"], datetime.fromisoformat(timer["due_at"])) == (
+        run["run_id"],
+        t0 + seconds(60),
+    )  # the send is still pending
+
+
+async def _ordered(engine: Engine, customer: str) -> dict[str, Any] | None:
+    found = await engine.customer(customer)
+    return found if found is not None and found["metrics"]["orders"] == 1 else None
+
+
+async def _stats(engine: Engine, key: str) -> dict[str, Any]:
+    async with engine.admin() as client:
+        response = await client.get(f"/v1/rules/{key}/stats")
+    assert response.status_code == 200, response.text
+    stats: dict[str, Any] = response.json()
+    return stats
+
+
+async def _run_items(engine: Engine, customer: str) -> list[dict[str, Any]]:
+    """The run records on the customer's timeline, in order."""
+    async with engine.admin() as client:
+        response = await client.get(f"/v1/customers/{customer}/timeline")
+    assert response.status_code == 200, response.text
+    return [i["data"] for i in response.json()["items"] if i["type"] == "run"]
 
 
 async def _active(engine: Engine, customer: str) -> dict[str, Any] | None:
@@ -143,6 +193,11 @@ async def test_inactivity_clock_restarts_on_each_order(
             trigger={"type": "inactivity", "event": "Order Completed", "for": "PT2S"},
             steps=[{"send": {"channel": "email", "template": "we_miss_you"}}],
             exit_when=[],
+            # Only a customer with both orders can enter: should the first order's clock run
+            # out before a slow machine folds the second order, it enters nobody, and the
+            # second order restarts the clock all the same. A clock that did not restart
+            # would send at t0 + 2 s (second order folded in time) or never (folded late).
+            audience=[{"path": "profile.orders", "op": "gte", "value": 2}],
         )
     )
     customer = f"{prefix}-buyer"
