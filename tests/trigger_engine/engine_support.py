@@ -78,6 +78,11 @@ class Engine:
         body: dict[str, Any] = response.json()
         return body
 
+    async def customer_with_orders(self, customer_id: str, orders: int) -> dict[str, Any] | None:
+        """The customer once ``orders`` orders of theirs are folded, else None (to poll)."""
+        found = await self.customer(customer_id)
+        return found if found is not None and found["metrics"]["orders"] == orders else None
+
 
 class Rules:
     """Rules created by one test, deleted when it ends."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiokafka import AIOKafkaProducer
 
 from tests.support.services import Infra
@@ -24,11 +22,6 @@ MUG = {"product_id": "p-mug", "name": "Mug", "price": 25, "quantity": 1}
 #: machine; the abandoner's cart was filled this long ago (less a second), so the test does
 #: not wait it out.
 WAIT = seconds(30)
-
-
-async def _ordered(engine: Engine, customer: str) -> dict[str, Any] | None:
-    found = await engine.customer(customer)
-    return found if found is not None and found["metrics"]["orders"] == 1 else None
 
 
 async def test_abandoner_gets_exactly_one_reminder_and_buyer_none(
@@ -59,7 +52,9 @@ async def test_abandoner_gets_exactly_one_reminder_and_buyer_none(
     assert found[0].created_at == t0 + seconds(1)
 
     # The buyer's order ended their run inside its wait: the reminder will never go out.
-    bought = await eventually(lambda: _ordered(engine, buyer), what="the buyer's order")
+    bought = await eventually(
+        lambda: engine.customer_with_orders(buyer, 1), what="the buyer's order"
+    )
     assert [r for r in bought["runs"] if r["status"] == "active"] == []
     assert [t for t in bought["timers"] if t["kind"] == "step"] == []
     async with engine.admin() as client:
