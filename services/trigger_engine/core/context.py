@@ -29,6 +29,9 @@ class StepContext:
     lifecycle: LifecycleModel
     now: datetime
     policy: SendPolicy = NO_POLICY
+    #: when the input being applied arrived (an event's ``received_at``); None for a timer or
+    #: a lifecycle change. Recorded on the timers the input sets (``PendingTimer.arrived_at``).
+    arrived_at: datetime | None = None
     effects: list[Effect] = field(default_factory=list)
     _profile_view: dict[str, Any] | None = None
     _timeline: Timeline | None = None
@@ -45,9 +48,17 @@ class StepContext:
         *,
         run_id: str | None = None,
         rule_key: str | None = None,
+        arrived_at: datetime | None = None,
     ) -> None:
+        """Set (or re-set) a timer; ``arrived_at`` defaults to the current input's arrival."""
+        arrived = arrived_at if arrived_at is not None else self.arrived_at
         self.state.timers[timer_id] = PendingTimer(
-            timer_id=timer_id, kind=kind, due_at=due_at, run_id=run_id, rule_key=rule_key
+            timer_id=timer_id,
+            kind=kind,
+            due_at=due_at,
+            run_id=run_id,
+            rule_key=rule_key,
+            arrived_at=arrived,
         )
         self.effects.append(
             SetTimer(
@@ -57,6 +68,7 @@ class StepContext:
                 kind=kind,
                 run_id=run_id,
                 rule_key=rule_key,
+                arrived_at=arrived,
             )
         )
 

@@ -23,7 +23,10 @@ class _Effect(BaseModel):
 
 
 class SetTimer(_Effect):
-    """Fire ``TimerFired`` for this customer at ``due_at`` (durable; at least once)."""
+    """Fire ``TimerFired`` for this customer at ``due_at`` (durable; at least once).
+
+    ``arrived_at``: when the input that set it arrived (see ``PendingTimer.arrived_at``).
+    """
 
     type: Literal["set_timer"] = "set_timer"
     timer_id: str
@@ -31,6 +34,7 @@ class SetTimer(_Effect):
     kind: TimerKind
     run_id: str | None = None
     rule_key: str | None = None
+    arrived_at: datetime | None = None
 
 
 class CancelTimer(_Effect):

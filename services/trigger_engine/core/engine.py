@@ -91,6 +91,7 @@ def apply(ctx: StepContext, input: StepInput) -> None:
         follow_lifecycle(ctx, input)
         return
     if isinstance(input, EventV1):
+        ctx.arrived_at = input.received_at
         _on_event(ctx, input)
     else:
         _on_timer(ctx, ctx.state.timers.pop(input.timer_id))

@@ -52,6 +52,7 @@ def merge_states(
                 timer.kind,
                 run_id=timer.run_id,
                 rule_key=timer.rule_key,
+                arrived_at=timer.arrived_at,
             )
     for run_id in sorted(anon.runs):
         run = anon.runs[run_id]

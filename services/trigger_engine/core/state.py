@@ -33,6 +33,12 @@ class PendingTimer(BaseModel):
     due_at: datetime
     run_id: str | None = None
     rule_key: str | None = None
+    arrived_at: datetime | None = Field(
+        default=None,
+        description="when the event that set the timer arrived (its received_at); None when "
+        "a timer or a lifecycle pass set it. A timer already due on arrival is late data: "
+        "the I/O layer holds it a grace period for the rest of a late burst",
+    )
 
 
 class Run(BaseModel):
