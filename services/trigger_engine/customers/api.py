@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -21,6 +21,7 @@ from services.trigger_engine.customers.schemas import (
     TimerOut,
     TransitionOut,
 )
+from services.trigger_engine.partitions.watermark import release_at
 from shared.db import transaction
 from shared.errors import NotFound
 from shared.http.auth import AdminDep
@@ -43,7 +44,9 @@ def _nps(state: CustomerState) -> NpsOut:
     )
 
 
-def customer_out(state: CustomerState, history: list[TransitionOut]) -> CustomerOut:
+def customer_out(
+    state: CustomerState, history: list[TransitionOut], *, grace: timedelta
+) -> CustomerOut:
     p = state.profile
     return CustomerOut(
         id=p.user_id or state.customer_key,
@@ -88,7 +91,12 @@ def customer_out(state: CustomerState, history: list[TransitionOut]) -> Customer
         ],
         timers=[
             TimerOut(
-                timer_id=t.timer_id, kind=t.kind, due_at=t.due_at, rule=t.rule_key, run_id=t.run_id
+                timer_id=t.timer_id,
+                kind=t.kind,
+                due_at=t.due_at,
+                release_at=release_at(t.due_at, t.arrived_at, grace=grace),
+                rule=t.rule_key,
+                run_id=t.run_id,
             )
             for t in sorted(state.timers.values(), key=lambda t: t.due_at)
         ],
@@ -106,7 +114,7 @@ async def get_customer(customer_id: str, ctx: EngineDep) -> CustomerOut:
     async with ctx.sessions() as session:
         state = await repository.load(session, customer_id)
         history = await repository.stage_history(session, state.customer_key)
-    return customer_out(state, history)
+    return customer_out(state, history, grace=ctx.settings.late_timer_grace)
 
 
 @router.get(

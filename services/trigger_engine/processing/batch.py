@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +41,7 @@ async def handle_events(
     events: Sequence[tuple[EventV1, str]],
     *,
     now: datetime,
+    grace: timedelta,
     cache: StateCache | None = None,
 ) -> BatchOutcome:
     """Fold ``(event, raw JSON)`` pairs into their customers and write the result.
@@ -78,5 +79,5 @@ async def handle_events(
         if event.event_id_text in fresh:
             fold.apply_event(event)
             folded += 1
-    written = await write_fold(session, fold)
+    written = await write_fold(session, fold, grace=grace)
     return BatchOutcome(folded=folded, duplicates=len(events) - folded, written=written)
