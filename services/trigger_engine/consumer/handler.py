@@ -17,13 +17,13 @@ from services.trigger_engine.processing.batch import BatchOutcome, handle_events
 from services.trigger_engine.processing.committed import after_commit
 from services.trigger_engine.processing.retry import MAX_ATTEMPTS, retryable
 from shared.db import transaction
-from shared.envelope import EventV1, decode_event
+from shared.envelope import Event, decode_event
 from shared.kafka.consumer import Decoded, PoisonRecord
 
 log = logging.getLogger(__name__)
 
 
-def decode(record: ConsumerRecord) -> EventV1:
+def decode(record: ConsumerRecord) -> Event:
     if not record.value:
         raise PoisonRecord("empty", "empty record")
     return decode_event(record.value)
@@ -35,7 +35,7 @@ class EventBatchHandler:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
 
-    async def __call__(self, batch: Sequence[Decoded[EventV1]]) -> None:
+    async def __call__(self, batch: Sequence[Decoded[Event]]) -> None:
         settings = self.ctx.settings
         events = [(item.value, (item.record.value or b"").decode()) for item in batch]
         # Committed with the batch: a timer released by these records' watermark can only

@@ -7,7 +7,7 @@ import asyncio
 from services.trigger_engine.consumer.caught_up import CaughtUpCheck
 from services.trigger_engine.consumer.handler import EventBatchHandler, decode
 from services.trigger_engine.context import EngineContext
-from shared.envelope import EventV1
+from shared.envelope import Event
 from shared.kafka.consumer import ConsumerLoop, create_consumer
 
 
@@ -33,7 +33,7 @@ async def run_event_consumer(
     )
     await consumer.start()
     try:
-        loop: ConsumerLoop[EventV1] = ConsumerLoop(
+        loop: ConsumerLoop[Event] = ConsumerLoop(
             consumer,
             group=group,
             decode=decode,

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import isfinite
 from typing import Any
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import views
 from .conditions import Condition, holds, resolve
 from .effects import CancelTimer, CustomerSnapshot, Effect, SetTimer
 from .inputs import TimerKind
 from .lifecycle import LifecycleModel, Timeline
+from .plain import json_view
 from .policy import NO_POLICY, SendPolicy
 from .ruleset import RuleSet
 from .state import CustomerState, PendingTimer
 
 
-@dataclass
+@dataclass(slots=True)
 class StepContext:
     state: CustomerState
     rules: RuleSet
@@ -33,6 +35,9 @@ class StepContext:
     #: a lifecycle change. Recorded on the timers the input sets (``PendingTimer.arrived_at``).
     arrived_at: datetime | None = None
     effects: list[Effect] = field(default_factory=list)
+    #: the stage or the stage timer may no longer be what the model gives: this step
+    #: evaluated the model, or changed what it reads (see :func:`.stages.settled`)
+    stage_stale: bool = False
     _profile_view: dict[str, Any] | None = None
     _timeline: Timeline | None = None
 
@@ -83,8 +88,18 @@ class StepContext:
         if profile:
             self._timeline = None
 
+    def profile_changed(self, touched: int) -> None:
+        """After an event changed the ``touched`` parts of the profile (``profile.SEEN`` |
+        ...): the timeline is kept unless the lifecycle model reads one of them."""
+        if touched:
+            self._profile_view = None
+            if touched & self.lifecycle.compiled.reads:
+                self._timeline = None
+                self.stage_stale = True
+
     def timeline(self) -> Timeline:
         """The profile's stages over time under the lifecycle model (see :class:`Timeline`)."""
+        self.stage_stale = True
         if self._timeline is None:
             self._timeline = self.lifecycle.compiled.timeline(self.state.profile)
         return self._timeline
@@ -92,7 +107,8 @@ class StepContext:
     def profile_view(self) -> dict[str, Any]:
         """``profile.*`` as conditions see it: the profile plus its stage."""
         if self._profile_view is None:
-            view = self.state.profile.model_dump(mode="json", exclude={"order_log"})
+            view = json_view(self.state.profile)
+            del view["order_log"]
             view["stage"] = self.state.stage
             view["stage_entered_at"] = (
                 self.state.stage_entered_at.isoformat() if self.state.stage_entered_at else None
@@ -102,7 +118,7 @@ class StepContext:
             self._profile_view = view
         return self._profile_view
 
-    def matches(self, conditions: list[Condition], event: EventV1 | None = None) -> bool:
+    def matches(self, conditions: list[Condition], event: Event | None = None) -> bool:
         """All ``conditions`` hold on the views (read live where :mod:`.views` can)."""
         data: dict[str, Any] | None = None
         for condition in conditions:
@@ -111,7 +127,7 @@ class StepContext:
                 if data is None:
                     data = {"profile": self.profile_view()}
                     if event is not None:
-                        data["event"] = event.model_dump(mode="json")
+                        data["event"] = json_view(event)
                 actual = resolve(condition.path, data)
             if not holds(condition, actual):
                 return False
@@ -128,10 +144,18 @@ class StepContext:
         )
 
     def cart(self) -> dict[str, Any]:
+        """The open cart as the webhook's ``context.cart`` (JSON values)."""
         cart = self.state.profile.cart
         return {
             "products": [
-                item.model_dump(mode="json", exclude={"added_at"}) for item in cart.products
+                {
+                    "product_id": item.product_id,
+                    "sku": item.sku,
+                    "name": item.name,
+                    "price": item.price if item.price is None or isfinite(item.price) else None,
+                    "quantity": item.quantity,
+                }
+                for item in cart.products
             ],
             "value": cart.value,
         }

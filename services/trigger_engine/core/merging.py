@@ -17,6 +17,7 @@ from .context import StepContext
 from .effects import CancelTimer
 from .engine import StepResult, prune_runs
 from .lifecycle import LifecycleModel
+from .plain import deep_copy
 from .policy import NO_POLICY, SendPolicy
 from .profile import merge
 from .ruleset import RuleSet
@@ -34,9 +35,9 @@ def merge_states(
 ) -> StepResult:
     """The known customer's state with ``anonymous`` folded in; neither input is modified."""
     ctx = StepContext(
-        state=known.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now, policy=policy
+        state=deep_copy(known), rules=rules, lifecycle=lifecycle, now=now, policy=policy
     )
-    anon = anonymous.model_copy(deep=True)
+    anon = deep_copy(anonymous)
     state = ctx.state
     sending.merge_sends(state, anon)
     orders_before = state.profile.orders

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.trigger_engine.context import EngineDep
+from services.trigger_engine.core.plain import json_view
 from services.trigger_engine.core.state import CustomerState
 from services.trigger_engine.customers import repository
 from services.trigger_engine.customers.schemas import (
@@ -70,7 +71,7 @@ def customer_out(
             nps=_nps(state),
         ),
         cart=CartOut(
-            products=[item.model_dump(mode="json") for item in p.cart.products],
+            products=[json_view(item) for item in p.cart.products],
             value=p.cart.value,
             updated_at=p.cart.updated_at,
         ),
@@ -85,7 +86,7 @@ def customer_out(
                 started_at=run.started_at,
                 ended_at=run.ended_at,
                 converted=run.converted,
-                trigger=run.trigger.model_dump(mode="json"),
+                trigger=json_view(run.trigger),
             )
             for run in sorted(state.runs.values(), key=lambda r: r.started_at)
         ],

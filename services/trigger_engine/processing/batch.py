@@ -25,7 +25,7 @@ from services.trigger_engine.processing.loader import (
     store_events,
 )
 from services.trigger_engine.processing.writer import Written, write_fold
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class BatchOutcome:
 async def handle_events(
     session: AsyncSession,
     config: ConfigCache,
-    events: Sequence[tuple[EventV1, str]],
+    events: Sequence[tuple[Event, str]],
     *,
     now: datetime,
     grace: timedelta,
@@ -49,7 +49,7 @@ async def handle_events(
     States come from ``cache`` where it holds their current row version; after the commit
     the caller puts ``outcome.written.states`` back into it (not before: see :mod:`.cache`).
     """
-    unique: dict[str, tuple[EventV1, str]] = {}
+    unique: dict[str, tuple[Event, str]] = {}
     for event, raw in events:
         unique.setdefault(event.event_id_text, (event, raw))
     batch = list(unique.values())

@@ -22,7 +22,7 @@ from services.trigger_engine.core.effects import (
     SetTimer,
     StageTransition,
 )
-from services.trigger_engine.core.state import state_json
+from services.trigger_engine.core.state import encode_state
 from services.trigger_engine.outbox import repository as outbox
 from services.trigger_engine.partitions.watermark import release_at
 from services.trigger_engine.processing.cache import Versioned
@@ -209,7 +209,7 @@ def _state_params(fold: Fold, keys: list[str]) -> dict[str, Any]:
     return {
         "now": fold.now,
         "keys": keys,
-        "states": [state_json(s) for s in states],
+        "states": [encode_state(s) for s in states],
         "stages": [s.stage for s in states],
         "entered": [s.stage_entered_at for s in states],
         "users": [p.user_id for p in profiles],

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.trigger_engine.core.inputs import TimerKind
 from services.trigger_engine.partitions.repository import TIMERS_WATERMARK
 
 _CLAIM = text(
@@ -38,7 +39,7 @@ _COUNTS = text(
 class Claimed:
     timer_id: str
     customer_key: str
-    kind: str
+    kind: TimerKind
     run_id: str | None
     due_at: datetime
 
