@@ -22,7 +22,7 @@ from services.trigger_engine.core.rule_checks import parse_rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.state import CustomerState, encode_state
 from services.trigger_engine.rules.examples import load_examples
-from shared.envelope import decode_event
+from shared.envelope import decode_plain_event
 
 
 class Fold:
@@ -38,7 +38,7 @@ class Fold:
     def batch(self, records: list[bytes], *, now: datetime) -> None:
         clock = time.process_time
         started = clock()
-        events = [decode_event(raw) for raw in records]
+        events = [decode_plain_event(raw) for raw in records]
         decoded = clock()
         changed: set[str] = set()
         for event in events:

@@ -1,5 +1,6 @@
-"""The trigger_engine service: the clm.events consumer, the timer worker, the outbox relay
-and the ops API, sharing one :class:`~services.trigger_engine.context.EngineContext`."""
+"""The trigger_engine service: the partition owner (consumer, timers, outbox, lifecycle
+passes, erasures: ``stream/``) and the ops API, sharing one
+:class:`~services.trigger_engine.context.EngineContext`."""
 
 from __future__ import annotations
 
@@ -10,20 +11,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.trigger_engine.consumer.loop import run_event_consumer
 from services.trigger_engine.context import EngineContext
 from services.trigger_engine.customers.api import router as customers_router
 from services.trigger_engine.lifecycle.api import router as lifecycle_router
-from services.trigger_engine.lifecycle.reevaluation import LifecyclePasses
 from services.trigger_engine.metrics.api import router as metrics_router
 from services.trigger_engine.metrics.gauges import run_gauges
-from services.trigger_engine.outbox.relay import Relay
-from services.trigger_engine.processing.cache import StateCache
 from services.trigger_engine.retention import RetentionPolicy, run_retention
 from services.trigger_engine.rules.api import router as rules_router
 from services.trigger_engine.send_policy.api import router as send_policy_router
 from services.trigger_engine.settings import EngineSettings
-from services.trigger_engine.timers.worker import TimerWorker
+from services.trigger_engine.stream.runner import Owner
 from shared.http.app import create_service_app
 from shared.http.resources import service_resources
 from shared.settings import ServiceSettings
@@ -38,13 +35,7 @@ def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
     """Start the background jobs the settings ask for."""
     cfg = ctx.settings
     if cfg.run_consumer:
-        supervisor.start("event-consumer", lambda stop: _consume(ctx, stop))
-    if cfg.run_timers:
-        supervisor.start("timer-worker", TimerWorker(ctx).run)
-    if cfg.run_relay:
-        supervisor.start("outbox-relay", ctx.relay.run)
-    if cfg.run_lifecycle_passes:
-        supervisor.start("lifecycle-passes", LifecyclePasses(ctx).run)
+        supervisor.start("partition-owner", lambda stop: _own(ctx, stop))
     if cfg.run_retention:
         policy = RetentionPolicy.of(cfg)
         supervisor.start(
@@ -61,8 +52,8 @@ def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
     )
 
 
-async def _consume(ctx: EngineContext, stop: asyncio.Event) -> None:
-    await run_event_consumer(ctx, stop)
+async def _own(ctx: EngineContext, stop: asyncio.Event) -> None:
+    await Owner(ctx).run(stop)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -76,14 +67,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 settings=cfg,
                 sessions=res.sessions,
                 producer=res.producer,
-                relay=Relay(
-                    res.sessions,
-                    res.producer,
-                    batch=cfg.outbox_batch,
-                    poll_seconds=cfg.outbox_poll_seconds,
-                ),
                 dead_letters=res.dead_letters,
-                states=StateCache(cfg.state_cache_size),
             )
             app.state.engine = ctx
             start_jobs(ctx, res.supervisor)

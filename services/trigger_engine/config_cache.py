@@ -1,8 +1,10 @@
 """The rules, lifecycle model and send policy a step runs against, cached per process.
 
-Every batch asks PostgreSQL one cheap question (has any rule, the lifecycle model or the send
-policy changed since?) and reloads only then, so a change made through any instance's API
-applies to the next batch everywhere.
+Every transaction that changes a rule, the lifecycle model or the send policy also bumps
+``engine.config_revision`` (:func:`.revision.bump`, a value from a sequence, visible when the
+change commits). Owners read the revision with every checkpoint and reload only when it
+moved, so a change made through any instance's API applies everywhere within a checkpoint
+interval, whatever the instances' clocks say.
 """
 
 from __future__ import annotations
@@ -10,21 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.core.lifecycle import LifecycleModel
 from services.trigger_engine.core.policy import NO_POLICY, SendPolicy
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.lifecycle import repository as lifecycle_repo
+from services.trigger_engine.revision import CURRENT
 from services.trigger_engine.rules import repository as rules_repo
 from services.trigger_engine.send_policy import repository as policy_repo
-
-_REVISION = text(
-    "SELECT (SELECT max(updated_at) FROM engine.rules), (SELECT count(*) FROM engine.rules), "
-    "(SELECT max(version) FROM engine.lifecycle_versions), "
-    "(SELECT max(version) FROM engine.send_policy_versions)"
-)
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class ConfigCache:
         self._revision = None
 
     async def get(self, session: AsyncSession) -> EngineConfig:
-        revision = tuple((await session.execute(_REVISION)).one())
+        revision = (await session.scalar(CURRENT),)
         if self._config is None or revision != self._revision:
             current, history = await rules_repo.all_versions(session)
             version, model = await lifecycle_repo.current(session)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,8 +10,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.trigger_engine.config_cache import ConfigCache
-from services.trigger_engine.outbox.relay import Relay
-from services.trigger_engine.processing.cache import StateCache
 from services.trigger_engine.settings import EngineSettings
 from shared.kafka.deadletters import DeadLetters
 
@@ -22,13 +19,8 @@ class EngineContext:
     settings: EngineSettings
     sessions: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
-    relay: Relay
     dead_letters: DeadLetters
     config: ConfigCache = field(default_factory=ConfigCache)
-    states: StateCache = field(default_factory=StateCache)
-    timer_wake: asyncio.Event = field(default_factory=asyncio.Event)
-    #: set by ``PUT /v1/lifecycle`` so this instance's re-evaluation job starts at once
-    lifecycle_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _context(request: Request) -> EngineContext:

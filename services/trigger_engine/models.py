@@ -7,20 +7,28 @@ module imports them all so that ``Base.metadata`` is complete for migrations and
 from __future__ import annotations
 
 from services.trigger_engine.base import SCHEMA, Base
-from services.trigger_engine.customers.models import Customer, IdentityLink, StageTransitionRow
-from services.trigger_engine.events.models import StoredEvent
+from services.trigger_engine.customers.models import (
+    ConfigRevisionRow,
+    Customer,
+    ErasureRow,
+    IdentityLink,
+    StageTransitionRow,
+)
+from services.trigger_engine.events.models import EventLogRow, StoredEvent
 from services.trigger_engine.lifecycle.models import LifecyclePassRow, LifecycleVersionRow
 from services.trigger_engine.outbox.models import OutboxRow
 from services.trigger_engine.partitions.models import PartitionRow
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from services.trigger_engine.runs.models import RunEventRow
 from services.trigger_engine.send_policy.models import SendPolicyVersionRow
-from services.trigger_engine.timers.models import TimerRow
 
 __all__ = [
     "SCHEMA",
     "Base",
+    "ConfigRevisionRow",
     "Customer",
+    "ErasureRow",
+    "EventLogRow",
     "IdentityLink",
     "LifecyclePassRow",
     "LifecycleVersionRow",
@@ -32,5 +40,4 @@ __all__ = [
     "SendPolicyVersionRow",
     "StageTransitionRow",
     "StoredEvent",
-    "TimerRow",
 ]

@@ -4,12 +4,12 @@ What goes (``now`` minus the table's retention is the *cutoff*):
 
 - ``engine.outbox``: rows published before the cutoff. Unpublished rows are never deleted,
   however old: they are actions not yet on ``clm.actions``.
-- ``engine.events``: events whose ``received_at`` *and* ``timestamp`` are both before the
-  cutoff. ``received_at`` keeps every event the consumer might still see again (a
-  redelivered batch, an offset reset within the topic's retention): the event store is
-  what tells a redelivered event from a new one, so it must outlive the topic by far.
-  ``timestamp`` keeps backfilled history (old events received recently) for the
-  timelines, simulations and lifecycle metrics that read it by event time.
+- ``engine.events`` (commerce events) and ``engine.event_log`` (the others, a row per
+  customer and checkpoint): events whose ``received_at`` *and* event time are both before
+  the cutoff. ``received_at`` keeps every event the topic may still hold (a partition
+  re-read from an old offset still finds its events' rows); the event time keeps
+  backfilled history (old events received recently) for the timelines, simulations and
+  lifecycle metrics that read it by event time.
 
 A retention of 0 days keeps the table forever.
 
@@ -43,23 +43,36 @@ _LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('engine.retention'))")
 #: Never queue behind a table lock (a migration): fail the round, the job retries later.
 _LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '5s'")
 
-_DELETE: Final[dict[str, TextClause]] = {
-    "outbox": text(
-        "DELETE FROM engine.outbox WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM engine.outbox WHERE published_at < :cutoff "
-        "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+#: What each retention deletes: the outbox; the event store's two tables.
+_DELETE: Final[dict[str, tuple[TextClause, ...]]] = {
+    "outbox": (
+        text(
+            "DELETE FROM engine.outbox WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM engine.outbox WHERE published_at < :cutoff "
+            "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+        ),
     ),
-    "events": text(
-        "DELETE FROM engine.events WHERE ctid = ANY(ARRAY("
-        'SELECT ctid FROM engine.events WHERE received_at < :cutoff AND "timestamp" < :cutoff '
-        "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+    "events": (
+        text(
+            "DELETE FROM engine.events WHERE ctid = ANY(ARRAY("
+            'SELECT ctid FROM engine.events WHERE received_at < :cutoff AND "timestamp" < :cutoff '
+            "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+        ),
+        text(
+            "DELETE FROM engine.event_log WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM engine.event_log WHERE received_at < :cutoff AND last_at < :cutoff "
+            "LIMIT :limit FOR UPDATE SKIP LOCKED))"
+        ),
     ),
 }
 
 #: The oldest row each table's retention looks at (both read one end of an index).
 _OLDEST: Final[dict[str, TextClause]] = {
     "outbox": text("SELECT min(published_at) FROM engine.outbox WHERE published_at IS NOT NULL"),
-    "events": text("SELECT min(received_at) FROM engine.events"),
+    "events": text(
+        "SELECT least((SELECT min(received_at) FROM engine.events), "
+        "(SELECT min(received_at) FROM engine.event_log))"
+    ),
 }
 
 
@@ -93,15 +106,19 @@ class RoundResult:
 
 
 async def _delete_batch(
-    sessions: async_sessionmaker[AsyncSession], table: str, *, cutoff: datetime, limit: int
+    sessions: async_sessionmaker[AsyncSession],
+    statement: TextClause,
+    *,
+    cutoff: datetime,
+    limit: int,
 ) -> int | None:
-    """Delete up to ``limit`` rows of ``table`` before ``cutoff``; None if another
-    instance holds the retention lock."""
+    """Delete up to ``limit`` rows before ``cutoff``; None if another instance holds the
+    retention lock."""
     async with transaction(sessions) as session:
         if not await session.scalar(_LOCK):
             return None
         await session.execute(_LOCK_TIMEOUT)
-        result = await session.execute(_DELETE[table], {"cutoff": cutoff, "limit": limit})
+        result = await session.execute(statement, {"cutoff": cutoff, "limit": limit})
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -117,14 +134,19 @@ async def retention_round(
     result = RoundResult()
     for table, cutoff in policy.cutoffs(now).items():
         total = 0
-        while stop is None or not stop.is_set():
-            deleted = await _delete_batch(sessions, table, cutoff=cutoff, limit=policy.batch)
-            if deleted is None:
-                result.busy = True
-                break
-            total += deleted
-            m.RETENTION_DELETED.labels(table).inc(deleted)
-            if deleted < policy.batch:
+        for statement in _DELETE[table]:
+            while stop is None or not stop.is_set():
+                deleted = await _delete_batch(
+                    sessions, statement, cutoff=cutoff, limit=policy.batch
+                )
+                if deleted is None:
+                    result.busy = True
+                    break
+                total += deleted
+                m.RETENTION_DELETED.labels(table).inc(deleted)
+                if deleted < policy.batch:
+                    break
+            if result.busy:
                 break
         result.deleted[table] = total
         if result.busy:

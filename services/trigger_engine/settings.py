@@ -21,12 +21,34 @@ MIN_EVENT_RETENTION_DAYS: Final = 30
 class EngineSettings(ServiceSettings):
     engine_port: int = Field(default=8001, description="HTTP port of the ops API.")
     instance_id: str = Field(
-        default_factory=_instance_id, description="Names this instance's timer claims."
+        default_factory=_instance_id,
+        description="Names this instance (partition claims, logs).",
     )
     consumer_group: str = Field(
         default="clm-trigger-engine", description="Kafka consumer group of the clm.events reader."
     )
     events_topic: str = Field(default="clm.events", description="Topic the engine consumes.")
+    handoff_topic: str = Field(
+        default="clm.engine.handoff",
+        description="The engine's internal topic for work on a customer another partition's "
+        "owner must do (identity merges across partitions); created with the partition "
+        "count of events_topic.",
+    )
+    checkpoint_ms: int = Field(
+        default=1000,
+        ge=10,
+        description="How often an owner checkpoints its partitions: changed customer states, "
+        "stage history, run records and event log rows, with the offsets consumed, in one "
+        "transaction. Reads through the ops API lag the stream by at most this much; a crash "
+        "replays at most this much. (Actions are committed and published right after their "
+        "batch, not at the checkpoint.)",
+    )
+    consumer_fetch_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        description="How long the broker may hold a fetch that found no data (the embedded "
+        "broker answers only when it ends): the latency added to an event when live.",
+    )
     consumer_max_records: int = Field(
         default=2000, ge=1, description="Records per poll, folded in one transaction."
     )
@@ -38,19 +60,13 @@ class EngineSettings(ServiceSettings):
         "catching up, at most this much added latency when live.",
     )
     run_consumer: bool = Field(default=True, description="Consume clm.events.")
-    run_timers: bool = Field(default=True, description="Fire due durable timers.")
-    run_relay: bool = Field(default=True, description="Publish the outbox to clm.actions.")
     state_cache_size: int = Field(
-        default=50_000,
-        ge=0,
-        description="Customer states kept decoded in memory between batches, about 8 kB "
-        "each (0: none).",
+        default=200_000,
+        ge=1,
+        description="Customer states an instance keeps in memory (shared by its partitions; "
+        "a few kB each). Clean states beyond it are dropped, least recently used first, and "
+        "read back from PostgreSQL when needed.",
     )
-    timer_poll_seconds: float = Field(default=0.5, gt=0, description="Timer check interval.")
-    timer_lease_seconds: float = Field(
-        default=30.0, gt=0, description="How long a claimed timer is reserved for its worker."
-    )
-    timer_batch: int = Field(default=500, ge=1, description="Timers claimed per round.")
     watermark_lateness_ms: int = Field(
         default=1000,
         ge=0,
@@ -72,32 +88,19 @@ class EngineSettings(ServiceSettings):
         "offline, a backfill) waits this long after the arrival for the rest of the late "
         "burst, so that a purchase made before the due time still cancels it.",
     )
-    run_lifecycle_passes: bool = Field(
-        default=True,
-        description="After a lifecycle model change, re-evaluate every existing customer's "
-        "stage and stage timer under it (one instance at a time, in chunks).",
-    )
     lifecycle_pass_chunk: int = Field(
         default=500,
         ge=1,
-        description="Customers re-evaluated (and locked) per transaction of a lifecycle pass.",
+        description="Customers of a partition an owner re-evaluates at a time after a "
+        "lifecycle model change (one chunk per partition between two batches).",
     )
-    lifecycle_pass_poll_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="How often to look for a model stored through another instance (a PUT "
-        "to this one starts its pass at once).",
-    )
-    lifecycle_pass_pause_seconds: float = Field(
-        default=0.0,
-        ge=0,
-        description="Pause between two chunks of a lifecycle pass, to slow it down (0: none).",
-    )
-    outbox_poll_seconds: float = Field(
-        default=0.5, gt=0, description="Outbox check interval (commits also wake the relay)."
-    )
-    outbox_batch: int = Field(default=1000, ge=1, description="Outbox rows published per round.")
     gauges_seconds: float = Field(default=5.0, gt=0, description="Backlog gauge refresh interval.")
+    erasure_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long DELETE /v1/customers/{id} waits for the customer's owner to "
+        "carry the erasure out before answering status pending.",
+    )
     simulate_max_events: int = Field(
         default=200_000, ge=1, description="Most stored events one simulation reads."
     )

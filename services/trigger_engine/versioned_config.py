@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.trigger_engine import revision
 from shared.errors import Unprocessable
 
 log = logging.getLogger(__name__)
@@ -103,4 +104,5 @@ class VersionedConfig(Generic[M]):
                 }
             )
         )
+        await revision.bump(session)
         return version

@@ -21,7 +21,7 @@ from shared.envelope import (
     Event,
     EventV1,
     decode_action_topic,
-    decode_event,
+    decode_plain_event,
 )
 from shared.ids import event_id
 from shared.kafka.consumer import Decoded
@@ -171,7 +171,7 @@ def decoded(item: EventV1) -> Decoded[Event]:
     record = ConsumerRecord(
         topics.EVENTS, 0, 0, 0, 0, item.customer_key.encode(), value, None, 0, len(value), ()
     )
-    return Decoded(record, decode_event(value))
+    return Decoded(record, decode_plain_event(value))
 
 
 async def produce(producer: AIOKafkaProducer, *events: EventV1) -> None:

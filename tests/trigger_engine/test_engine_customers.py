@@ -67,9 +67,13 @@ async def test_profile_timeline_and_erasure(
 
 
 async def _sends(engine: Engine, customer: str) -> list[tuple[str, str | None]] | None:
-    """(item type, action id) of the customer's action items and "sent" run records."""
+    """(item type, action id) of the customer's action items and "sent" run records (None
+    until the customer's owner has checkpointed them)."""
     async with engine.admin() as client:
-        items = (await client.get(f"/v1/customers/{customer}/timeline")).json()["items"]
+        response = await client.get(f"/v1/customers/{customer}/timeline")
+    if response.status_code == 404:
+        return None
+    items = response.json()["items"]
     found = [("action", i["data"]["id"]) for i in items if i["type"] == "action"]
     found += [
         ("run", i["data"]["action_id"])

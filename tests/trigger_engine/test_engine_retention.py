@@ -67,7 +67,7 @@ async def sessions(retention_db: str) -> AsyncIterator[Sessions]:
     engine = create_engine(retention_db, pool_size=2)
     factory = session_factory(engine)
     async with factory() as session, session.begin():
-        await session.execute(text("TRUNCATE engine.outbox, engine.events"))
+        await session.execute(text("TRUNCATE engine.outbox, engine.events, engine.event_log"))
     yield factory
     await engine.dispose()
 

@@ -77,6 +77,7 @@ def merge_states(
         state.last_entry[key] = max(at, state.last_entry.get(key, at))
     seen = dict.fromkeys([*anon.recent_event_ids, *state.recent_event_ids])
     state.recent_event_ids = list(seen)[-RECENT_EVENT_IDS:]
+    state.merged = list(dict.fromkeys([*state.merged, *anon.merged, anon.customer_key]))
     stages.update(ctx, evaluated_at=now, at=now, cause="merge", orders_before=orders_before)
     stages.reschedule_timer(ctx)
     inactivity.prune(ctx)

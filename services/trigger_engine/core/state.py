@@ -92,6 +92,9 @@ class CustomerState(msgspec.Struct, kw_only=True):
     timers: dict[str, PendingTimer] = msgspec.field(default_factory=dict)
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
     sends: dict[str, list[datetime]] = msgspec.field(default_factory=dict)
+    #: customers merged into this one (their keys), so that a state handed over twice is
+    #: merged once
+    merged: list[str] = msgspec.field(default_factory=list)
 
     @classmethod
     def new(cls, customer_key: str) -> CustomerState:

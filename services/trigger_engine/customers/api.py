@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -140,9 +142,26 @@ async def get_timeline(
     "/{customer_id}",
     status_code=202,
     summary="Erase the customer: profile, events, runs, timers; the messenger is told too",
+    description="The customer's owner (the engine instance that owns their partition) "
+    "carries the erasure out at its next checkpoint; this waits for it up to "
+    "`CLM_ERASURE_WAIT_SECONDS` and answers `status: pending` if it has not happened by "
+    "then (it still will: the request is stored).",
 )
 async def erase_customer(customer_id: str, ctx: EngineDep) -> ErasureOut:
+    settings = ctx.settings
     async with transaction(ctx.sessions) as session:
-        erased = await repository.erase(session, customer_id, now=datetime.now(UTC))
-    ctx.relay.notify()
-    return erased
+        erasure_id, key = await repository.request_erasure(
+            session, customer_id, topic=settings.events_topic, now=datetime.now(UTC)
+        )
+    erased: dict[str, int] | None = None
+    deadline = time.monotonic() + settings.erasure_wait_seconds
+    while erased is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        async with ctx.sessions() as session:
+            erased = await repository.erasure_done(session, erasure_id)
+    return ErasureOut(
+        erasure_id=str(erasure_id),
+        customer_key=key,
+        status="pending" if erased is None else "done",
+        erased=erased or {},
+    )

@@ -12,12 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.core.state import CustomerState, decode_state
 from services.trigger_engine.customers.schemas import (
-    ErasureOut,
     TimelineItem,
     TransitionOut,
 )
-from services.trigger_engine.outbox import repository as outbox
-from shared.envelope import ErasureV1
+from services.trigger_engine.stream.handoff import partition_of
+from services.trigger_engine.stream.rows import decode_log
 from shared.errors import NotFound
 
 _STATE = text("SELECT customer_key, state FROM engine.customers WHERE customer_key = :key")
@@ -30,6 +29,11 @@ _EVENTS = text(
     "SELECT timestamp, event_id, call, event, message_id, payload->'properties', "
     "payload->'traits' FROM engine.events WHERE customer_key = :key "
     "ORDER BY timestamp DESC LIMIT :limit"
+)
+# Each row holds one or more events (a checkpoint's): at most ``limit`` rows are needed.
+_EVENT_LOG = text(
+    "SELECT records FROM engine.event_log WHERE customer_key = :key "
+    "ORDER BY last_at DESC LIMIT :limit"
 )
 _ACTIONS = text(
     "SELECT created_at, id, kind, payload::text, published_at FROM engine.outbox "
@@ -69,16 +73,6 @@ _RUN_DETAIL: Final = {
 }
 #: Item order at the same instant: what happened, what it changed, what the runs did.
 _TYPE_ORDER: Final = {"event": 0, "stage": 1, "run": 2, "action": 2, "erasure": 3}
-
-#: Tables holding a customer's rows, erased together with the profile.
-ERASED_TABLES: Final = (
-    "customers",
-    "events",
-    "stage_transitions",
-    "run_events",
-    "timers",
-    "outbox",
-)
 
 
 async def resolve(session: AsyncSession, customer_id: str) -> str | None:
@@ -154,12 +148,22 @@ def _order(item: TimelineItem) -> tuple[datetime, int, int, int, int]:
 async def timeline(session: AsyncSession, key: str, *, limit: int) -> list[TimelineItem]:
     """Events, stage transitions, actions and run records (started, held out, skipped,
     deferred, exited, completed, converted) of ``key``, oldest first (newest ``limit`` each)."""
+    events: list[tuple[datetime, str, str, str | None, str, Any, Any]] = [
+        (at, str(event_id), call, name, message_id, properties, traits)
+        for at, event_id, call, name, message_id, properties, traits in await session.execute(
+            _EVENTS, {"key": key, "limit": limit}
+        )
+    ]
+    for (records,) in await session.execute(_EVENT_LOG, {"key": key, "limit": limit}):
+        events.extend(
+            (e.timestamp, e.event_id, e.call, e.event, e.message_id, e.properties, e.traits)
+            for e in decode_log(records)
+        )
+    events.sort(key=lambda e: e[0], reverse=True)
     items: list[TimelineItem] = []
-    for at, event_id, call, name, message_id, properties, traits in await session.execute(
-        _EVENTS, {"key": key, "limit": limit}
-    ):
+    for at, event_id, call, name, message_id, properties, traits in events[:limit]:
         data: dict[str, Any] = {
-            "event_id": str(event_id),
+            "event_id": event_id,
             "call": call,
             "event": name,
             "message_id": message_id,
@@ -190,27 +194,38 @@ async def timeline(session: AsyncSession, key: str, *, limit: int) -> list[Timel
     return items
 
 
-async def erase(session: AsyncSession, customer_id: str, *, now: datetime) -> ErasureOut:
-    """Delete everything held for the customer and queue an ``ErasureV1`` for the messenger.
+_PARTITIONS = text("SELECT count(*) FROM engine.partitions WHERE topic = :topic")
+_REQUEST = text(
+    "INSERT INTO engine.erasures (erasure_id, customer_key, partition, requested_at) "
+    "VALUES (:id, :key, :partition, :now)"
+)
+_DONE = text("SELECT done_at, erased FROM engine.erasures WHERE erasure_id = :id")
 
-    The customer row is locked first, so a batch folding this customer concurrently either
-    commits before (and is erased) or starts after (and finds a fresh profile).
-    """
+
+async def request_erasure(
+    session: AsyncSession, customer_id: str, *, topic: str, now: datetime
+) -> tuple[uuid.UUID, str]:
+    """Ask the customer's owner to erase them: the owner deletes everything held for the
+    customer at its next checkpoint and queues an ``ErasureV1`` for the messenger. Returns
+    (erasure id, customer key)."""
     key = await resolve(session, customer_id) or customer_id
+    partitions = int(await session.scalar(_PARTITIONS, {"topic": topic}) or 0)
+    erasure_id = uuid.uuid4()
     await session.execute(
-        text("SELECT 1 FROM engine.customers WHERE customer_key = :key FOR UPDATE"), {"key": key}
+        _REQUEST,
+        {
+            "id": erasure_id,
+            "key": key,
+            "partition": partition_of(key, partitions) if partitions else 0,
+            "now": now,
+        },
     )
-    erased: dict[str, int] = {}
-    for table in ERASED_TABLES:
-        result = await session.execute(
-            text(f"DELETE FROM engine.{table} WHERE customer_key = :key"), {"key": key}
-        )
-        erased[table] = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    links = await session.execute(
-        text("DELETE FROM engine.identity_links WHERE customer_key = :key OR anonymous_id = :id"),
-        {"key": key, "id": customer_id},
-    )
-    erased["identity_links"] = int(links.rowcount or 0)  # type: ignore[attr-defined]
-    erasure = ErasureV1(customer_key=key, erasure_id=uuid.uuid4(), requested_at=now)
-    await outbox.add_erasure(session, erasure)
-    return ErasureOut(erasure_id=str(erasure.erasure_id), customer_key=key, erased=erased)
+    return erasure_id, key
+
+
+async def erasure_done(session: AsyncSession, erasure_id: uuid.UUID) -> dict[str, int] | None:
+    """What the erasure deleted (rows per table), or None while it is pending."""
+    row = (await session.execute(_DONE, {"id": erasure_id})).first()
+    if row is None or row[0] is None:
+        return None
+    return {table: int(count) for table, count in (row[1] or {}).items()}

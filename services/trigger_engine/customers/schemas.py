@@ -152,4 +152,9 @@ class TimelineOut(BaseModel):
 class ErasureOut(BaseModel):
     erasure_id: str
     customer_key: str
-    erased: dict[str, int] = Field(description="rows deleted per table")
+    status: Literal["done", "pending"] = Field(
+        description="done: everything held for the customer is deleted and the messenger is "
+        "told; pending: the customer's owner has not carried it out yet (it will: the "
+        "request is stored), e.g. while the engine restarts"
+    )
+    erased: dict[str, int] = Field(description="rows deleted per table (empty while pending)")

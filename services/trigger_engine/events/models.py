@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import DateTime, Index, Text, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +18,9 @@ METRIC_EVENTS: Final = ("Order Completed", "Order Refunded", "Order Cancelled", 
 
 
 class StoredEvent(Base):
-    """One normalized event (``EventV1``), stored once per ``event_id``.
+    """One commerce event (``EventV1``: orders, refunds, cancellations, surveys), stored once
+    per ``event_id``; the lifecycle metrics read them. Rows stored before
+    ``engine.event_log`` existed hold events of every kind.
 
     ``customer_key`` is the resolved customer: an anonymous id already merged into a known
     customer stores under the known key, and a merge re-keys the anonymous rows.
@@ -48,4 +50,25 @@ class StoredEvent(Base):
                 "'Survey Responded')"
             ),
         ),
+    )
+
+
+class EventLogRow(Base):
+    """The other events of one customer, one row per owner checkpoint: the records as a JSON
+    array (``records``), keyed by the clm.events partition and offset of its first one."""
+
+    __tablename__ = "event_log"
+
+    customer_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)
+    records: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        Index("ix_event_log_last_at", "last_at", postgresql_using="brin"),
+        Index("ix_event_log_received_at", "received_at", postgresql_using="brin"),
     )

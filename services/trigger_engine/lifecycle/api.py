@@ -76,7 +76,6 @@ async def put_lifecycle(body: LifecycleBody, ctx: EngineDep) -> LifecycleOut:
             )
         version = await repository.store(session, model, now=datetime.now(UTC))
     ctx.config.invalidate()
-    ctx.lifecycle_wake.set()
     return _out(version, model)
 
 

@@ -12,14 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.trigger_engine.metrics import prometheus as m
 from services.trigger_engine.outbox import repository as outbox
 from services.trigger_engine.partitions import repository as partitions
-from services.trigger_engine.timers import repository as timers
 
 
 async def refresh(sessions: async_sessionmaker[AsyncSession], *, topic: str) -> None:
     async with sessions() as session:
-        due, pending = await timers.counts(session)
-        m.TIMER_BACKLOG.set(due)
-        m.TIMERS_PENDING.set(pending)
         m.OUTBOX_BACKLOG.set(await outbox.backlog(session))
         marks = await partitions.watermarks(session, topic)
     now = datetime.now(UTC)

@@ -91,3 +91,17 @@ RETENTION_OLDEST_AGE = Gauge(
     "events: received_at), refreshed by the retention job; 0 when there is none",
     ["table"],
 )
+CHECKPOINTS = Counter(
+    "clm_engine_checkpoints_total", "Checkpoints of an owner's partitions (one transaction each)"
+)
+CHECKPOINT_ROWS = Counter(
+    "clm_engine_checkpoint_states_total", "Customer states written by checkpoints"
+)
+CHECKPOINT_RETRIES = Counter(
+    "clm_engine_database_retries_total",
+    "Owner database calls tried again after a transient failure (what: checkpoint, action "
+    "flush, state load, ...)",
+    ["what"],
+)
+PARTITIONS_OWNED = Gauge("clm_engine_partitions_owned", "clm.events partitions this instance owns")
+STATES_IN_MEMORY = Gauge("clm_engine_states_in_memory", "Customer states this instance holds")

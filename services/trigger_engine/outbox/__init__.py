@@ -1,1 +1,1 @@
-"""The transactional outbox and its relay to clm.actions."""
+"""The transactional outbox: what the engine publishes to clm.actions."""

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, Text
+from sqlalchemy import BigInteger, DateTime, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.trigger_engine.base import Base
 
 
 class PartitionRow(Base):
-    """``watermark``: every record appended to the partition before this instant has been
-    folded and committed (None until the first consumer established it; see
-    :mod:`services.trigger_engine.partitions.watermark`). It only moves forward."""
+    """A clm.events partition and its owner's last checkpoint.
+
+    ``watermark``: every record appended to the partition before this instant has been
+    folded and committed (None until the first owner established it; see
+    :mod:`services.trigger_engine.partitions.watermark`); it only moves forward.
+    ``generation`` goes up each time an owner claims the partition; a checkpoint carrying
+    an older one is refused. ``events_offset``/``handoff_offset``: the next offsets to
+    consume of clm.events and of the hand-off topic. ``pass_version``/``pass_cursor``: the
+    lifecycle pass of the partition (the last customer key done; NULL once finished).
+    """
 
     __tablename__ = "partitions"
 
@@ -21,3 +28,9 @@ class PartitionRow(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    owner: Mapped[str | None] = mapped_column(Text)
+    events_offset: Mapped[int | None] = mapped_column(BigInteger)
+    handoff_offset: Mapped[int | None] = mapped_column(BigInteger)
+    pass_version: Mapped[int | None] = mapped_column(Integer)
+    pass_cursor: Mapped[str | None] = mapped_column(Text)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.trigger_engine import revision
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from shared.errors import Conflict, NotFound
@@ -84,6 +85,7 @@ async def create(session: AsyncSession, rule: Rule, *, now: datetime) -> StoredR
         )
     )
     await session.flush()
+    await revision.bump(session)
     return StoredRule(stored, row.created_at, now)
 
 
@@ -103,6 +105,7 @@ async def update(session: AsyncSession, rule: Rule, *, now: datetime) -> StoredR
         )
     )
     await session.flush()
+    await revision.bump(session)
     return StoredRule(stored, row.created_at, now)
 
 
@@ -115,6 +118,7 @@ async def delete(session: AsyncSession, key: str, *, now: datetime) -> None:
     row.enabled = False
     row.updated_at = now
     await session.flush()
+    await revision.bump(session)
 
 
 async def versions(session: AsyncSession, key: str) -> list[tuple[Rule, datetime]]:

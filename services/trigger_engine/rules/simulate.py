@@ -35,7 +35,8 @@ from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
 from services.trigger_engine.rules.schemas import SimulationOut
-from shared.envelope import Event, decode_event
+from services.trigger_engine.stream.rows import decode_log
+from shared.envelope import Event, decode_plain_event
 
 DEFAULT_WINDOW = timedelta(days=7)
 
@@ -43,17 +44,29 @@ _HISTORY = text(
     "SELECT customer_key, payload::text FROM engine.events "
     "WHERE timestamp >= :start AND timestamp < :end ORDER BY timestamp, event_id LIMIT :limit"
 )
+_LOG = text(
+    "SELECT customer_key, records FROM engine.event_log WHERE last_at >= :start AND first_at < :end"
+)
 
 
 async def load_history(
     session: AsyncSession, *, start: datetime, end: datetime, limit: int
 ) -> tuple[list[Event], bool]:
-    """Stored events in ``[start, end)``, re-keyed to their resolved customer."""
-    rows = await session.execute(_HISTORY, {"start": start, "end": end, "limit": limit + 1})
+    """Stored events in ``[start, end)`` in event time order, re-keyed to their resolved
+    customer: the commerce events of ``engine.events`` and the others of
+    ``engine.event_log``."""
+    params = {"start": start, "end": end, "limit": limit + 1}
     events = [
-        msgspec.structs.replace(decode_event(payload.encode()), customer_key=key)
-        for key, payload in rows
+        msgspec.structs.replace(decode_plain_event(payload.encode()), customer_key=key)
+        for key, payload in await session.execute(_HISTORY, params)
     ]
+    for key, records in await session.execute(_LOG, params):
+        events.extend(
+            msgspec.structs.replace(event, customer_key=key)
+            for event in decode_log(records)
+            if start <= event.timestamp < end
+        )
+    events.sort(key=lambda e: (e.timestamp, e.event_id))
     return events[:limit], len(events) > limit
 
 

@@ -13,7 +13,7 @@ from services.trigger_engine.core.rule_checks import parse_rule
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
-from shared.envelope import Event, EventV1, decode_event
+from shared.envelope import Event, EventV1, decode_plain_event
 from shared.ids import event_id
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -54,7 +54,7 @@ def event(
         timestamp=when,
         received_at=received or when,
     )
-    return decode_event(record.to_bytes())
+    return decode_plain_event(record.to_bytes())
 
 
 def identify(when: datetime, customer: str = "user-1", **traits: Any) -> Event:

@@ -1,1 +1,0 @@
-"""The clm.events consumer: one transaction per poll, offsets committed after it."""

@@ -1,1 +1,0 @@
-"""Running the pure core over a batch: plan the customers, fold in memory, write once."""

@@ -1,0 +1,244 @@
+"""The partition owner's PostgreSQL: raw asyncpg on one connection, a round trip per call.
+
+- :func:`claim`: take partitions over (their generation goes up: the previous owner's next
+  checkpoint is refused) and read where their consumption stands;
+- :func:`load`: customers' states (and identity links) missing from memory;
+- :func:`flush_actions`: the actions a batch produced, committed before they are published;
+- :func:`checkpoint`: everything else since the last checkpoint and the consumed offsets, in
+  one statement (``engine.checkpoint``, migration 0007), fenced by the generations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from services.trigger_engine.core.state import CustomerState, decode_state
+
+#: SQLSTATE ``engine.checkpoint`` and ``engine.flush_actions`` raise when a partition of the
+#: call is no longer owned by the caller's generation.
+FENCED: Final = "CLM01"
+
+
+class Fenced(Exception):
+    """Another owner claimed one of the partitions: this instance must let them go."""
+
+
+def asyncpg_url(url: str) -> str:
+    """A SQLAlchemy-style URL (``postgresql+asyncpg://``) as asyncpg takes it."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    connection: asyncpg.Connection = await asyncpg.connect(
+        asyncpg_url(url), server_settings={"application_name": "clm-trigger-engine-owner"}
+    )
+    return connection
+
+
+@dataclass(frozen=True)
+class Claimed:
+    partition: int
+    generation: int
+    events_offset: int | None
+    handoff_offset: int | None
+    watermark: datetime | None
+    pass_version: int | None
+    pass_cursor: str | None
+
+
+_ENSURE = (
+    "INSERT INTO engine.partitions (topic, partition) "
+    "SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING"
+)
+_CLAIM = (
+    "UPDATE engine.partitions SET generation = generation + 1, owner = $3, updated_at = now() "
+    "WHERE topic = $1 AND partition = ANY($2::int[]) RETURNING partition, generation, "
+    "events_offset, handoff_offset, watermark, pass_version, pass_cursor"
+)
+
+
+async def claim(
+    connection: asyncpg.Connection,
+    topic: str,
+    partitions: Sequence[int],
+    *,
+    count: int,
+    owner: str,
+) -> list[Claimed]:
+    async with connection.transaction():
+        await connection.execute(_ENSURE, topic, count)
+        rows = await connection.fetch(_CLAIM, topic, sorted(partitions), owner)
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.partition)
+
+
+async def revision(connection: asyncpg.Connection) -> int:
+    """The engine configuration's revision (see ``revision.py``)."""
+    value = await connection.fetchval("SELECT revision FROM engine.config_revision WHERE id = 1")
+    return int(value or 0)
+
+
+_LOAD = (
+    "SELECT customer_key, state, NULL FROM engine.customers WHERE customer_key = ANY($1::text[]) "
+    "UNION ALL SELECT anonymous_id, NULL, customer_key FROM engine.identity_links "
+    "WHERE anonymous_id = ANY($1::text[])"
+)
+
+
+async def load(
+    connection: asyncpg.Connection, keys: Sequence[str]
+) -> tuple[dict[str, CustomerState], dict[str, str]]:
+    """The stored states of ``keys`` (those that have one) and their identity links."""
+    states: dict[str, CustomerState] = {}
+    links: dict[str, str] = {}
+    for key, raw, target in await connection.fetch(_LOAD, list(keys)):
+        if raw is not None:
+            states[key] = decode_state(raw)
+        elif target is not None and target != key:
+            links[key] = target
+    return states, links
+
+
+async def timer_index(connection: asyncpg.Connection, partition: int) -> list[tuple[str, datetime]]:
+    """Every stored customer of ``partition`` with a timer, and when it next releases."""
+    rows = await connection.fetch(
+        "SELECT customer_key, next_release_at FROM engine.customers "
+        "WHERE partition = $1 AND next_release_at IS NOT NULL",
+        partition,
+    )
+    return [(key, at) for key, at in rows]
+
+
+async def unadopted(connection: asyncpg.Connection) -> list[str]:
+    """Customers stored before rows recorded their partition (migration 0007): their owners
+    adopt them (the partition and the next timer release, from the state)."""
+    rows = await connection.fetch(
+        "SELECT customer_key FROM engine.customers WHERE partition IS NULL"
+    )
+    return [key for (key,) in rows]
+
+
+async def scan(
+    connection: asyncpg.Connection, partition: int, *, after: str, limit: int
+) -> list[str]:
+    """The next ``limit`` stored customers of ``partition`` after ``after``, in key order."""
+    rows = await connection.fetch(
+        "SELECT customer_key FROM engine.customers WHERE partition = $1 AND customer_key > $2 "
+        "ORDER BY customer_key LIMIT $3",
+        partition,
+        after,
+        limit,
+    )
+    return [key for (key,) in rows]
+
+
+async def unpublished(
+    connection: asyncpg.Connection, partitions: Sequence[int]
+) -> list[tuple[str, str, str]]:
+    """(id, customer key, payload) of the partitions' outbox rows not yet published, and of
+    rows stored before partitions were recorded (the caller keeps those of its partitions)."""
+    rows = await connection.fetch(
+        "SELECT id, customer_key, payload::text FROM engine.outbox "
+        "WHERE published_at IS NULL AND (partition = ANY($1::int[]) OR partition IS NULL) "
+        "ORDER BY seq",
+        list(partitions),
+    )
+    return [(row_id, key, payload) for row_id, key, payload in rows]
+
+
+async def flush_actions(
+    connection: asyncpg.Connection,
+    topic: str,
+    fence: Sequence[tuple[int, int]],
+    rows: Sequence[tuple[Any, ...]],
+) -> list[str]:
+    """Write outbox rows now; return the ids that were new (the ones to publish)."""
+    try:
+        new: list[str] = await connection.fetchval(
+            "SELECT engine.flush_actions($1, $2::int[], $3::bigint[], $4::engine.outbox_row[])",
+            topic,
+            [partition for partition, _ in fence],
+            [generation for _, generation in fence],
+            list(rows),
+        )
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == FENCED:
+            raise Fenced(str(exc)) from exc
+        raise
+    return new
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    revision: int
+    #: every partition of the topic: its watermark (None until established)
+    watermarks: dict[int, datetime | None]
+    #: erasures due on the caller's partitions
+    erasures: list[tuple[uuid.UUID, str]]
+    #: outbox rows the checkpoint added (erasure notices), to publish
+    published: list[str]
+
+
+@dataclass
+class CheckpointRows:
+    marks: list[tuple[Any, ...]]
+    states: list[tuple[Any, ...]]
+    removed: list[str]
+    links: list[tuple[str, str]]
+    merges: list[tuple[str, str]]
+    transitions: list[tuple[Any, ...]]
+    runs: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    log: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+    published: list[str]
+    erased: list[tuple[uuid.UUID, str]]
+
+
+_CHECKPOINT = (
+    "SELECT * FROM engine.checkpoint($1, $2::engine.partition_mark[], $3::engine.state_row[], "
+    "$4::text[], $5::engine.link_row[], $6::engine.merge_row[], $7::engine.transition_row[], "
+    "$8::engine.run_row[], $9::engine.event_row[], $10::engine.log_row[], "
+    "$11::engine.outbox_row[], $12::text[], $13::engine.erasure_done[], $14)"
+)
+
+
+async def checkpoint(
+    connection: asyncpg.Connection, topic: str, rows: CheckpointRows, *, now: datetime
+) -> Checkpointed:
+    try:
+        result = await connection.fetchrow(
+            _CHECKPOINT,
+            topic,
+            rows.marks,
+            rows.states,
+            rows.removed,
+            rows.links,
+            rows.merges,
+            rows.transitions,
+            rows.runs,
+            rows.events,
+            rows.log,
+            rows.outbox,
+            rows.published,
+            rows.erased,
+            now,
+        )
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == FENCED:
+            raise Fenced(str(exc)) from exc
+        raise
+    assert result is not None
+    revision, partitions, watermarks, erasure_ids, erasure_keys, published = result
+    return Checkpointed(
+        revision=int(revision or 0),
+        watermarks=dict(zip(partitions or [], watermarks or [], strict=True)),
+        erasures=list(zip(erasure_ids or [], erasure_keys or [], strict=True)),
+        published=list(published or []),
+    )

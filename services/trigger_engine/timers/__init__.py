@@ -1,1 +1,0 @@
-"""Durable timers: waits, inactivity clocks and time-based stage changes."""
