@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from prometheus_client import REGISTRY
@@ -26,7 +25,7 @@ from services.trigger_engine.retention import (
 )
 from services.trigger_engine.settings import EngineSettings
 from shared.db import create_engine, session_factory
-from shared.migrations import upgrade
+from tests.support.databases import own_database
 from tests.support.services import Infra
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -38,28 +37,11 @@ def ago(days: float) -> datetime:
     return NOW - timedelta(days=days)
 
 
-def _database_url(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
 @pytest.fixture(scope="module")
 async def retention_db(infra: Infra) -> AsyncIterator[str]:
     """A database of its own with the engine's tables."""
-    name = f"clm_retention_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(infra.database_url, pool_size=1)
-    try:
-        async with admin.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = _database_url(infra.database_url, name)
-        await upgrade("services.trigger_engine", "engine", url)
+    async with own_database(infra.database_url, prefix="clm_retention") as url:
         yield url
-        async with admin.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture
