@@ -33,7 +33,7 @@ from services.messenger.templates_store import repository as templates
 from services.messenger.webhooks.body import webhook_body
 from services.messenger.webhooks.sender import send_signed
 from shared.db import transaction
-from shared.kafka.consumer import is_transient
+from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
 
