@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clm.runtime import SERVICES, EmbeddedKafka, EmbeddedPostgres, child_env, prepare_all
+from shared.kafka.admin import TopicConfig
 from shared.logging import configure_logging
 
 log = logging.getLogger("clm")
@@ -162,7 +163,9 @@ def run(settings: RunSettings) -> int:
     try:
         database_url, bootstrap = stack.start_infrastructure()
         asyncio.run(
-            prepare_all(database_url, bootstrap, partitions=settings.kafka_topic_partitions)
+            prepare_all(
+                database_url, bootstrap, TopicConfig(partitions=settings.kafka_topic_partitions)
+            )
         )
         stack.start_services(database_url, bootstrap, token)
         if not stack.wait_ready(received):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.migrations import upgrade
 
 log = logging.getLogger(__name__)
@@ -184,16 +184,12 @@ class EmbeddedKafka:
 
 
 async def prepare_all(
-    database_url: str,
-    bootstrap: str,
-    *,
-    partitions: int = 8,
-    retention_ms: int = 7 * 24 * 3600 * 1000,
+    database_url: str, bootstrap: str, topic_config: TopicConfig | None = None
 ) -> None:
     """Apply every service's migrations and create the contract's topics."""
     for spec in SERVICES:
         await upgrade(spec.package, spec.schema, database_url)
-    await ensure_topics(bootstrap, partitions=partitions, retention_ms=retention_ms)
+    await ensure_topics(bootstrap, topic_config)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from shared import topics
 from shared.envelope import DeadLetterV1, decode_dead_letter
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonRecord, create_consumer
 from shared.kafka.deadletters import DeadLetters
 from tests.support.kafka import collect
@@ -21,7 +21,7 @@ from tests.support.services import Infra
 
 async def _topic_with(infra: Infra, values: list[bytes]) -> str:
     topic = f"test.loop.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(infra.bootstrap, partitions=1, names=(topic,))
+    await ensure_topics(infra.bootstrap, TopicConfig(partitions=1), names=(topic,))
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await producer.start()
     try:

@@ -13,7 +13,7 @@ from aiokafka.structs import TopicPartition
 from services.trigger_engine.consumer.handler import EventBatchHandler, decode
 from services.trigger_engine.context import EngineContext
 from shared.envelope import EventV1
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.kafka.consumer import ConsumerLoop
 from tests.support.services import Infra
 from tests.trigger_engine.engine_support import (
@@ -85,7 +85,7 @@ async def test_a_batch_replayed_after_a_crash_before_the_offset_commit_sends_not
     assert engine.service is not None
     ctx: EngineContext = engine.service.app.state.engine
     topic = f"it-replay-{prefix}"  # a topic of its own: only the loops below read it
-    await ensure_topics(infra.bootstrap, names=(topic,), partitions=1)
+    await ensure_topics(infra.bootstrap, TopicConfig(partitions=1), names=(topic,))
     await rules.create(
         rule(prefix, "instant", steps=[{"send": {"channel": "email", "template": "instant"}}])
     )
