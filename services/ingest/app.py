@@ -54,6 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "on Kafka clm.events.",
         settings=cfg,
         lifespan=lifespan,
+        request_dependencies=("postgres", "kafka"),
     )
     app.include_router(tracking.router)
     app.include_router(writekeys.router)

@@ -14,7 +14,6 @@ class IngestSettings(ServiceSettings):
         default=256, ge=1, description="Requests waiting on Kafka at once before answering 429."
     )
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 429/503.")
     write_key_cache_seconds: float = Field(default=10.0, ge=0)
     storefront_consumer: bool = Field(
         default=True, description="Consume the storefront.events topic."
