@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from shared.settings import ServiceSettings
 
@@ -18,3 +21,15 @@ class IngestSettings(ServiceSettings):
     storefront_consumer: bool = Field(
         default=True, description="Consume the storefront.events topic."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (comma-separated, e.g. https://shop.example) whose pages may call "
+        "the Tracking API from a browser; `*` allows any. Default: none.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
