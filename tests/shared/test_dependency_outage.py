@@ -157,7 +157,9 @@ async def _until_ok(stack: Stack, calls: tuple[Call, ...], timeout: float = 60.0
             await asyncio.sleep(0.2)
 
 
-def _assert_prompt_503(calls: tuple[Call, ...], results: list[tuple[httpx.Response, float]]) -> None:
+def _assert_prompt_503(
+    calls: tuple[Call, ...], results: list[tuple[httpx.Response, float]]
+) -> None:
     for call, (response, elapsed) in zip(calls, results, strict=True):
         assert response.status_code == 503, (call, response.status_code, response.text)
         assert response.headers["Retry-After"] == "2", call
