@@ -45,7 +45,7 @@ def create_app(
         async with service_resources(app, cfg, service=SERVICE) as res:
             http = webhook_client(
                 resolver=resolver or system_resolver,
-                allow_private=cfg.private_destinations_allowed,
+                allow_private=cfg.allow_private_destinations,
                 max_connections=cfg.delivery_concurrency,
             )
             res.closers.append(http.aclose)  # after the dispatcher stopped sending
@@ -69,7 +69,7 @@ def create_app(
                 "messenger started",
                 extra={
                     "port": cfg.messenger_port,
-                    "private_destinations": cfg.private_destinations_allowed,
+                    "private_destinations": cfg.allow_private_destinations,
                 },
             )
             yield

@@ -27,7 +27,7 @@ class MessengerContext:
 
     @property
     def allow_private(self) -> bool:
-        return self.settings.private_destinations_allowed
+        return self.settings.allow_private_destinations
 
     def wake(self) -> None:
         self.wakeup.set()

@@ -16,7 +16,7 @@ class MessengerSettings(ServiceSettings):
     allow_private_destinations: bool = Field(
         default=False,
         description="Allow loopback/private/link-local webhook URLs (development and tests "
-        "only). Dev mode (`clm run`) allows them too. Cloud metadata addresses stay refused.",
+        "only; dev mode does not imply it). Cloud metadata addresses stay refused.",
     )
     retry_schedule: list[float] | None = Field(
         default=None,
@@ -59,10 +59,6 @@ class MessengerSettings(ServiceSettings):
     def _check_retry_policy(self) -> Self:
         self.retry_policy()
         return self
-
-    @property
-    def private_destinations_allowed(self) -> bool:
-        return self.allow_private_destinations or self.dev_mode
 
     def retry_policy(self) -> RetryPolicy:
         extra: dict[str, object] = {}
