@@ -8,10 +8,11 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from services.messenger.delivery.retry import RetryPolicy
+from services.messenger.destinations.secrets import SecretBox, SecretKeySettings
 from shared.settings import ServiceSettings
 
 
-class MessengerSettings(ServiceSettings):
+class MessengerSettings(ServiceSettings, SecretKeySettings):
     messenger_port: int = Field(default=8002, description="HTTP port of the ops API.")
     allow_private_destinations: bool = Field(
         default=False,
@@ -59,6 +60,14 @@ class MessengerSettings(ServiceSettings):
     def _check_retry_policy(self) -> Self:
         self.retry_policy()
         return self
+
+    @model_validator(mode="after")
+    def _check_secret_key(self) -> Self:
+        self.secret_box()
+        return self
+
+    def secret_box(self) -> SecretBox:
+        return self.secret_box_for(dev_mode=self.dev_mode)
 
     def retry_policy(self) -> RetryPolicy:
         extra: dict[str, object] = {}
