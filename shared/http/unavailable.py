@@ -100,10 +100,14 @@ class UnavailableGuard:
                 state["started"] = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        task: asyncio.Task[None] = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         while True:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
-            if done or state["started"]:
+            try:
+                finished = await _finished_within(task, self.timeout)
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            if finished or state["started"]:
                 await task
                 return
             checks = self._checks(scope)
@@ -134,6 +138,26 @@ class UnavailableGuard:
 
 
 _NAMES: dict[str, str] = {"postgres": "PostgreSQL", "kafka": "Kafka"}
+
+
+async def _finished_within(task: asyncio.Task[None], timeout: float) -> bool:
+    """Wait until ``task`` is done or ``timeout`` passed; True if done. A timer and a done
+    callback rather than ``asyncio.wait``: this runs for every request."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
 
 
 def _forget(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
