@@ -283,9 +283,3 @@ def infrastructure(work_dir: Path) -> Iterator[tuple[str, str]]:
             kafka.stop()
         if postgres is not None:
             postgres.stop()
-
-
-def child_env(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(overrides)
-    return env

@@ -66,17 +66,67 @@ def _die_with_parent() -> None:
 
 
 @dataclass
-class Child:
-    """A supervised service process."""
+class Watched:
+    """Something the supervisor starts again when it is down, after a backoff."""
 
-    spec: ServiceSpec
-    env: Mapping[str, str]
-    proc: subprocess.Popen[bytes] | None = None
+    name: str
+    #: Why it is down ("exited with code -9"), or None while it runs.
+    down: Callable[[], str | None]
+    #: Start it again; may raise, and is then tried again after the next delay.
+    restart: Callable[[], object]
+    #: What the log adds once it was restarted.
+    note: str = ""
     started_at: float = 0.0
     restart_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
 
-    def start(self, now: float) -> None:
+    def look(self, clock: Callable[[], float]) -> None:
+        now = clock()
+        why = self.down()
+        if why is None:
+            return
+        if self.restart_at is None:
+            delay = self.backoff.next_delay(uptime=now - self.started_at)
+            self.restart_at = now + delay
+            log.error(
+                f"{self.name} {why}; restarting it",
+                extra={"child": self.name, "in_seconds": delay, "restart": self.backoff.restarts},
+            )
+            return
+        if now < self.restart_at:
+            return
+        try:
+            self.restart()
+        except Exception as exc:  # the server's own log says more
+            delay = self.backoff.next_delay(uptime=0)
+            self.restart_at = clock() + delay
+            log.error(
+                f"{self.name} did not start; trying again",
+                extra={"child": self.name, "error": repr(exc), "in_seconds": delay},
+            )
+            return
+        self.restart_at = None
+        self.started_at = clock()
+        log.warning(
+            f"{self.name} restarted{self.note}",
+            extra={"child": self.name, "restart": self.backoff.restarts},
+        )
+
+
+def _exit_status(proc: subprocess.Popen[bytes] | None) -> str | None:
+    code = None if proc is None else proc.poll()
+    return None if code is None else f"exited with code {code}"
+
+
+@dataclass
+class Child:
+    """A service process."""
+
+    spec: ServiceSpec
+    env: Mapping[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.spec.package],
             env=dict(self.env),
@@ -84,11 +134,12 @@ class Child:
             start_new_session=True,  # Ctrl-C reaches only clm run, which stops us in order
             preexec_fn=_die_with_parent,
         )
-        self.started_at = now
-        self.restart_at = None
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
+
+    def down(self) -> str | None:
+        return _exit_status(self.proc)
 
 
 class Stack:
@@ -109,34 +160,57 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
         self.children: dict[str, Child] = {}
-        self._postgres_backoff = Backoff()
-        self._postgres_retry_at: float | None = None
-        self._kafka_backoff = Backoff()
-        self._kafka_retry_at: float | None = None
-        self._kafka_started_at = 0.0
-        self._postgres_started_at = 0.0
+        self.watched: list[Watched] = []
 
     # --- start ------------------------------------------------------------------------------
 
     def start_postgres(self) -> str:
-        self.postgres = EmbeddedPostgres(self.data_dir.resolve() / "postgres")
-        url = self.postgres.start()
-        self._postgres_started_at = self.clock()
-        log.info("embedded PostgreSQL started", extra={"data": str(self.postgres.data_dir)})
+        postgres = self.postgres = EmbeddedPostgres(self.data_dir.resolve() / "postgres")
+        url = postgres.start()
+        log.info("embedded PostgreSQL started", extra={"data": str(postgres.data_dir)})
+        self._watch(
+            "embedded PostgreSQL",
+            down=lambda: None if postgres.is_alive() else "is gone",
+            restart=postgres.restart,
+            note=" (its data is kept)",
+        )
         return url
 
     def start_kafka(self) -> str:
-        self.kafka = EmbeddedKafka(self.kafka_port, log_path=self.data_dir / "logs" / "kafka.log")
-        bootstrap = self.kafka.start()
-        self._kafka_started_at = self.clock()
+        kafka = self.kafka = EmbeddedKafka(
+            self.kafka_port, log_path=self.data_dir / "logs" / "kafka.log"
+        )
+        bootstrap = kafka.start()
         log.info("embedded Kafka broker started", extra={"bootstrap": bootstrap})
+
+        def restart() -> None:
+            kafka.stop()  # closes its log file
+            asyncio.run(ensure_topics(kafka.start(), self.topic_config))
+
+        self._watch(
+            "embedded Kafka broker",
+            down=lambda: _exit_status(kafka.proc),
+            restart=restart,
+            note=f" with empty topics of {self.topic_config.partitions} partitions: it keeps "
+            "data in memory only, so what it held is lost",
+        )
         return bootstrap
 
     def start_services(self, envs: Mapping[str, Mapping[str, str]]) -> None:
         for spec in SERVICES:
-            child = Child(spec, envs[spec.name])
-            child.start(self.clock())
-            self.children[spec.name] = child
+            child = self.children[spec.name] = Child(spec, envs[spec.name])
+            child.start()
+            self._watch(f"service {spec.name}", down=child.down, restart=child.start)
+
+    def _watch(
+        self,
+        name: str,
+        *,
+        down: Callable[[], str | None],
+        restart: Callable[[], object],
+        note: str = "",
+    ) -> None:
+        self.watched.append(Watched(name, down, restart, note, started_at=self.clock()))
 
     def exited_service(self) -> tuple[str, int] | None:
         """A service that exited (during start: nothing is restarted yet), with its code."""
@@ -149,93 +223,10 @@ class Stack:
     # --- supervise --------------------------------------------------------------------------
 
     def supervise(self) -> None:
-        """One look at everything: restart what died, once its backoff has passed."""
-        now = self.clock()
+        """One look at everything: restart what is down, once its backoff has passed."""
         reap_orphans(self._own_children())
-        self._supervise_postgres(now)
-        self._supervise_kafka(now)
-        for child in self.children.values():
-            self._supervise_service(child, now)
-
-    def _supervise_service(self, child: Child, now: float) -> None:
-        code = child.exited()
-        if code is None:
-            return
-        if child.restart_at is None:
-            delay = child.backoff.next_delay(uptime=now - child.started_at)
-            child.restart_at = now + delay
-            log.error(
-                "service exited; restarting it",
-                extra={
-                    "child": child.spec.name,
-                    "code": code,
-                    "in_seconds": delay,
-                    "restart": child.backoff.restarts,
-                },
-            )
-        elif now >= child.restart_at:
-            child.start(now)
-            log.warning(
-                "service restarted",
-                extra={"child": child.spec.name, "restart": child.backoff.restarts},
-            )
-
-    def _supervise_postgres(self, now: float) -> None:
-        if self.postgres is None or self.postgres.is_alive():
-            return
-        if self._postgres_retry_at is None:
-            delay = self._postgres_backoff.next_delay(uptime=now - self._postgres_started_at)
-            self._postgres_retry_at = now + delay
-            log.error("embedded PostgreSQL is gone; restarting it", extra={"in_seconds": delay})
-            return
-        if now < self._postgres_retry_at:
-            return
-        try:
-            self.postgres.restart()
-        except Exception as exc:  # the server log says why; try again later
-            delay = self._postgres_backoff.next_delay(uptime=0)
-            self._postgres_retry_at = self.clock() + delay
-            log.error(
-                "embedded PostgreSQL did not start; trying again",
-                extra={"error": repr(exc), "in_seconds": delay},
-            )
-            return
-        self._postgres_retry_at = None
-        self._postgres_started_at = self.clock()
-        log.warning("embedded PostgreSQL restarted (its data is kept)")
-
-    def _supervise_kafka(self, now: float) -> None:
-        if self.kafka is None or self.kafka.proc is None or self.kafka.proc.poll() is None:
-            return
-        if self._kafka_retry_at is None:
-            delay = self._kafka_backoff.next_delay(uptime=now - self._kafka_started_at)
-            self._kafka_retry_at = now + delay
-            log.error(
-                "embedded Kafka broker exited; restarting it",
-                extra={"code": self.kafka.proc.returncode, "in_seconds": delay},
-            )
-            return
-        if now < self._kafka_retry_at:
-            return
-        try:
-            self.kafka.stop()  # closes its log file
-            bootstrap = self.kafka.start()
-            asyncio.run(ensure_topics(bootstrap, self.topic_config))
-        except Exception as exc:
-            delay = self._kafka_backoff.next_delay(uptime=0)
-            self._kafka_retry_at = self.clock() + delay
-            log.error(
-                "embedded Kafka broker did not start; trying again",
-                extra={"error": repr(exc), "in_seconds": delay},
-            )
-            return
-        self._kafka_retry_at = None
-        self._kafka_started_at = self.clock()
-        log.warning(
-            "embedded Kafka broker restarted with empty topics: it keeps data in memory only, "
-            "so what it held is lost",
-            extra={"partitions": self.topic_config.partitions},
-        )
+        for watched in self.watched:
+            watched.look(self.clock)
 
     def _own_children(self) -> set[int]:
         procs = [c.proc for c in self.children.values()]
@@ -267,6 +258,7 @@ class Stack:
                 child.proc.kill()
                 child.proc.wait(5)
         self.children.clear()
+        self.watched.clear()
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None

@@ -3,8 +3,8 @@
 Records go through the same validation, dedupe and dead-lettering as the HTTP API. A record
 is one Segment message or a ``{"batch": [...]}``; it is validated once, when the consumer
 loop decodes it, and its rejections are dead-lettered once however often its batch is
-retried. Its source is the record header
-``source`` (Kafka access control stands in for write keys here), else ``storefront``.
+retried. Its source is the record header ``source`` (Kafka access control stands in for
+write keys here), else ``storefront``.
 """
 
 from __future__ import annotations
