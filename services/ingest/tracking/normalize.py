@@ -5,6 +5,7 @@ Pure: the source and the time of receipt are passed in; nothing here reads a clo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -76,7 +77,7 @@ def normalize(
     message: AnyMessage,
     *,
     source: str,
-    new_message_id: str,
+    new_message_id: Callable[[], str],
     received_at: datetime,
     batch_context: dict[str, Any] | None = None,
     batch_sent_at: datetime | None = None,
@@ -94,7 +95,7 @@ def normalize(
     - ``timestamp``: the client's ``timestamp`` (else ``originalTimestamp``, which is how
       RudderStack clients send it) corrected by :func:`correct_timestamp`, with the message's
       ``sentAt`` or else the batch's; ``original_timestamp`` is the client's uncorrected one.
-    - ``message_id``: the message's ``messageId``, else ``new_message_id`` (a fresh one).
+    - ``message_id``: the message's ``messageId``, else ``new_message_id()`` (a fresh one).
     - ``event_id``: ``shared.ids.event_id(source, messageId)``.
     """
     received = as_utc(received_at)
@@ -137,7 +138,7 @@ def normalize(
     else:  # pragma: no cover - exhaustive over AnyMessage
         raise TypeError(f"not a Segment message: {type(message).__name__}")
 
-    message_id = message.message_id if message.message_id is not None else new_message_id
+    message_id = message.message_id if message.message_id is not None else new_message_id()
     return EventV1(
         event_id=event_id(source, message_id),
         source=source,

@@ -21,6 +21,7 @@ Kafka records.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -124,7 +125,7 @@ def parse_message(
     if not isinstance(raw, dict):
         return _NOT_AN_OBJECT
     return _parse(
-        raw, source=source, received_at=received_at, call_type=call_type, message_id=new_id(None)
+        raw, source=source, received_at=received_at, call_type=call_type, new_id=new_id, index=None
     )
 
 
@@ -164,7 +165,8 @@ def parse_batch(
             source=source,
             received_at=received_at,
             call_type=None,
-            message_id=new_id(index),
+            new_id=new_id,
+            index=index,
             batch_context=context,
             batch_sent_at=sent_at,
         )
@@ -214,7 +216,8 @@ def parse_record_value(
         source=default_source,
         received_at=received_at,
         call_type=None,
-        message_id=new_id(None),
+        new_id=new_id,
+        index=None,
     )
     if isinstance(outcome, Rejection):
         return RecordResult([], [(None, outcome)])
@@ -248,7 +251,8 @@ def _parse(
     source: str,
     received_at: datetime,
     call_type: str | None,
-    message_id: str,
+    new_id: NewMessageId,
+    index: int | None,
     batch_context: dict[str, Any] | None = None,
     batch_sent_at: datetime | None = None,
 ) -> EventV1 | Rejection:
@@ -285,7 +289,7 @@ def _parse(
         event = normalize(
             message,
             source=source,
-            new_message_id=message_id,
+            new_message_id=functools.partial(new_id, index),
             received_at=received_at,
             batch_context=batch_context,
             batch_sent_at=batch_sent_at,

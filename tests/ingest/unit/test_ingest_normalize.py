@@ -18,7 +18,7 @@ RECEIVED = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 def norm(raw: dict[str, Any], **kwargs: Any) -> EventV1:
     message = MESSAGE_MODELS[raw["type"]].model_validate(raw)
-    kwargs.setdefault("new_message_id", "fresh-id")
+    kwargs.setdefault("new_message_id", lambda: "fresh-id")
     return normalize(message, source="shop-eu", received_at=RECEIVED, **kwargs)
 
 
@@ -256,7 +256,7 @@ def test_batch_sent_at_applies_unless_the_message_has_its_own() -> None:
 def test_received_at_given_naive_is_utc() -> None:
     message = MESSAGE_MODELS["track"].model_validate({"userId": "u", "event": "x"})
     event = normalize(
-        message, source="s", new_message_id="m", received_at=datetime(2026, 11, 22, 12, 0)
+        message, source="s", new_message_id=lambda: "m", received_at=datetime(2026, 11, 22, 12, 0)
     )
     assert event.received_at == RECEIVED
     assert event.timestamp == RECEIVED
