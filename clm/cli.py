@@ -1,8 +1,10 @@
 """The ``clm`` command.
 
 ``clm run`` starts the whole system on the embedded default (or on external PostgreSQL and
-Kafka when ``CLM_DATABASE_URL`` / ``CLM_KAFKA_BOOTSTRAP`` are set) and stops it in order on
-Ctrl-C or SIGTERM: services drain and commit, then the broker, then PostgreSQL.
+Kafka when ``CLM_DATABASE_URL`` / ``CLM_KAFKA_BOOTSTRAP`` are set), keeps it running
+(``clm.supervisor``: crashed services, PostgreSQL and the broker are started again) and
+stops it in order on Ctrl-C or SIGTERM: services drain and commit, then the broker, then
+PostgreSQL. A second Ctrl-C kills what is still running.
 """
 
 from __future__ import annotations
@@ -13,34 +15,37 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from clm.runtime import SERVICES, EmbeddedKafka, EmbeddedPostgres, child_env, prepare_all
+from clm.runtime import SERVICES, prepare_all
+from clm.supervisor import Stack
 from shared.logging import configure_logging
+from shared.settings import ServiceSettings
 
 log = logging.getLogger("clm")
 
+#: How often the supervisor looks at its children, and at the signals received.
+TICK = 0.2
 
-class RunSettings(BaseSettings):
+
+class RunSettings(ServiceSettings):
+    """The settings ``clm run`` reads: every service's common ones (it creates the topics and
+    applies the migrations), the ports of all three, and the secret key it hands on."""
+
     model_config = SettingsConfigDict(env_prefix="CLM_", env_file=".env", extra="ignore")
 
-    database_url: str | None = None
-    kafka_bootstrap: str | None = None
-    data_dir: Path = Path(".clm")
-    admin_token: SecretStr | None = None
+    dev_mode: bool = Field(default=True, description="clm run is the development default.")
     ingest_port: int = 8000
     engine_port: int = 8001
     messenger_port: int = 8002
     kafka_port: int = 9092
-    kafka_topic_partitions: int = Field(default=8, ge=1)
-    log_level: str = "INFO"
+    secret_key: SecretStr | None = None
     ready_timeout: float = 120.0
 
     def port_of(self, service: str) -> int:
@@ -51,154 +56,144 @@ class RunSettings(BaseSettings):
         }[service]
 
 
-def admin_token(settings: RunSettings) -> str:
-    """``CLM_ADMIN_TOKEN`` if set, else the one generated on first run and kept in the data dir."""
-    if settings.admin_token is not None:
-        return settings.admin_token.get_secret_value()
-    path = settings.data_dir / "admin_token"
+def _kept_secret(settings: RunSettings, value: SecretStr | None, name: str, prefix: str) -> str:
+    """``value`` if the user gave it, else the one generated on first run and kept in the data
+    dir (readable by the owner only)."""
+    if value is not None:
+        return value.get_secret_value()
+    path = settings.data_dir / name
     if path.exists():
         return path.read_text().strip()
-    token = "adm_" + secrets.token_urlsafe(32)
-    path.write_text(token + "\n")
+    generated = prefix + secrets.token_urlsafe(32)
+    path.write_text(generated + "\n")
     path.chmod(0o600)
-    return token
+    return generated
 
 
-class Stack:
-    """Everything ``clm run`` started, stopped in reverse order."""
+def admin_token(settings: RunSettings) -> str:
+    """``CLM_ADMIN_TOKEN`` if set, else the one generated on first run and kept in the data dir."""
+    return _kept_secret(settings, settings.admin_token, "admin_token", "adm_")
 
-    def __init__(self, settings: RunSettings) -> None:
-        self.settings = settings
-        self.postgres: EmbeddedPostgres | None = None
-        self.kafka: EmbeddedKafka | None = None
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start_infrastructure(self) -> tuple[str, str]:
-        s = self.settings
-        database_url = s.database_url
-        if not database_url:
-            self.postgres = EmbeddedPostgres(s.data_dir.resolve() / "postgres")
-            database_url = self.postgres.start()
-            log.info("embedded PostgreSQL started", extra={"data": str(self.postgres.data_dir)})
-        bootstrap = s.kafka_bootstrap
-        if not bootstrap:
-            self.kafka = EmbeddedKafka(s.kafka_port, log_path=s.data_dir / "logs" / "kafka.log")
-            bootstrap = self.kafka.start()
-            log.info("embedded Kafka broker started", extra={"bootstrap": bootstrap})
-        return database_url, bootstrap
+def service_environment(
+    settings: RunSettings, *, database_url: str, bootstrap: str, token: str, secret_key: str
+) -> dict[str, str]:
+    """What ``clm run`` sets for its services, on top of the user's own environment (and
+    ``.env``, which the services read too). What the user set wins, except what only
+    ``clm run`` knows: the servers' addresses and the generated secrets."""
+    env = {
+        "CLM_DATABASE_URL": database_url,
+        "CLM_KAFKA_BOOTSTRAP": bootstrap,
+        "CLM_ADMIN_TOKEN": token,
+        "CLM_SECRET_KEY": secret_key,
+    }
+    chosen = settings.model_fields_set
+    defaults = {
+        "dev_mode": ("CLM_DEV_MODE", "true"),
+        # clm run applied every migration already
+        "migrate_on_start": ("CLM_MIGRATE_ON_START", "false"),
+        "log_format": ("CLM_LOG_FORMAT", "text" if sys.stderr.isatty() else "json"),
+    }
+    for field_name, (variable, value) in defaults.items():
+        if field_name not in chosen:
+            env[variable] = value
+    return env
 
-    def start_services(self, database_url: str, bootstrap: str, token: str) -> None:
-        text_logs = "text" if sys.stderr.isatty() else "json"
-        for spec in SERVICES:
-            env = child_env(
-                CLM_DATABASE_URL=database_url,
-                CLM_KAFKA_BOOTSTRAP=bootstrap,
-                CLM_ADMIN_TOKEN=token,
-                CLM_DEV_MODE="true",
-                CLM_MIGRATE_ON_START="false",
-                CLM_LOG_FORMAT=os.environ.get("CLM_LOG_FORMAT", text_logs),
-                CLM_LOG_LEVEL=self.settings.log_level,
-                CLM_KAFKA_TOPIC_PARTITIONS=str(self.settings.kafka_topic_partitions),
-            )
-            env[spec.port_setting] = str(self.settings.port_of(spec.name))
-            # A session of its own: Ctrl-C reaches only us, and we stop children in order.
-            self.children[spec.name] = subprocess.Popen(
-                [sys.executable, "-m", spec.package],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
 
-    def wait_ready(self, stop: list[int]) -> bool:
-        deadline = time.monotonic() + self.settings.ready_timeout
-        pending = {spec.name for spec in SERVICES}
-        with httpx.Client(timeout=2.0) as client:
-            while pending and time.monotonic() < deadline and not stop:
-                for name in sorted(pending):
-                    if self.children[name].poll() is not None:
-                        log.error("service exited during start", extra={"service": name})
-                        return False
-                    url = f"http://127.0.0.1:{self.settings.port_of(name)}/readyz"
-                    try:
-                        if client.get(url).status_code == 200:
-                            pending.discard(name)
-                    except httpx.HTTPError:
-                        pass
-                time.sleep(0.2)
-        return not pending
+def _banner(settings: RunSettings, bootstrap: str, token: str) -> str:
+    labels = {
+        "ingest": "ingest (Tracking API)",
+        "trigger_engine": "trigger engine (ops API)",
+        "messenger": "messenger (ops API)",
+    }
+    lines = ["", "clm is ready"]
+    for spec in SERVICES:
+        url = f"http://127.0.0.1:{settings.port_of(spec.name)}"
+        lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
+    lines += [
+        f"  {'Kafka bootstrap':<26}{bootstrap}",
+        f"  {'admin token':<26}{token}",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
 
-    def stop(self) -> None:
-        for name, child in reversed(self.children.items()):
-            if child.poll() is None:
-                log.info("stopping service", extra={"service": name})
-                child.send_signal(signal.SIGTERM)
-        for name, child in self.children.items():
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                log.warning("service did not stop in time, killing", extra={"service": name})
-                child.kill()
-                child.wait(5)
-        self.children.clear()
-        if self.kafka is not None:
-            self.kafka.stop()
-            self.kafka = None
-        if self.postgres is not None:
-            self.postgres.stop()
-            self.postgres = None
+
+def _wait_ready(settings: RunSettings, stack: Stack, stop: list[int]) -> bool:
+    deadline = time.monotonic() + settings.ready_timeout
+    pending = {spec.name for spec in SERVICES}
+    with httpx.Client(timeout=2.0) as client:
+        while pending and time.monotonic() < deadline and not stop:
+            exited = stack.exited_service()
+            if exited is not None:
+                log.error(
+                    "service exited during start", extra={"child": exited[0], "code": exited[1]}
+                )
+                return False
+            for name in sorted(pending):
+                url = f"http://127.0.0.1:{settings.port_of(name)}/readyz"
+                try:
+                    if client.get(url).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(TICK)
+    return not pending
 
 
 def run(settings: RunSettings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(settings)
+    secret_key = _kept_secret(settings, settings.secret_key, "secret_key", "")
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
+        if received:
+            log.warning("second signal: stopping at once")
         received.append(signum)
 
+    # Both to the process alone (kill <pid>, a process manager) and to its group (Ctrl-C):
+    # the children are in sessions of their own and hear it from us, in order.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = Stack(settings)
+    stack = Stack(
+        data_dir=settings.data_dir,
+        kafka_port=settings.kafka_port,
+        topic_config=settings.topic_config(),
+    )
     try:
-        database_url, bootstrap = stack.start_infrastructure()
-        asyncio.run(
-            prepare_all(database_url, bootstrap, partitions=settings.kafka_topic_partitions)
+        database_url = settings.database_url or stack.start_postgres()
+        bootstrap = settings.kafka_bootstrap or stack.start_kafka()
+        if received:
+            return 0
+        env = service_environment(
+            settings,
+            database_url=database_url,
+            bootstrap=bootstrap,
+            token=token,
+            secret_key=secret_key,
         )
-        stack.start_services(database_url, bootstrap, token)
-        if not stack.wait_ready(received):
+        os.environ.update(env)  # the migrations run here (the messenger's needs the key)
+        asyncio.run(prepare_all(database_url, bootstrap, settings.topic_config()))
+        stack.start_services(
+            {
+                spec.name: {**os.environ, spec.port_setting: str(settings.port_of(spec.name))}
+                for spec in SERVICES
+            }
+        )
+        if not _wait_ready(settings, stack, received):
             if not received:
                 log.error("services did not become ready; stopping")
                 return 1
             return 0
-        labels = {
-            "ingest": "ingest (Tracking API)",
-            "trigger_engine": "trigger engine (ops API)",
-            "messenger": "messenger (ops API)",
-        }
-        lines = ["", "clm is ready"]
-        for spec in SERVICES:
-            url = f"http://127.0.0.1:{settings.port_of(spec.name)}"
-            lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
-        lines += [
-            f"  {'Kafka bootstrap':<26}{bootstrap}",
-            f"  {'admin token':<26}{token}",
-            "Press Ctrl-C to stop.",
-            "",
-        ]
-        print("\n".join(lines), flush=True)
+        print(_banner(settings, bootstrap, token), flush=True)
         while not received:
-            for name, child in stack.children.items():
-                if child.poll() is not None:
-                    log.error(
-                        "service exited; stopping",
-                        extra={"service": name, "code": child.returncode},
-                    )
-                    return 1
-            time.sleep(0.2)
+            stack.supervise()
+            time.sleep(TICK)  # the supervisor's look interval, not synchronisation
         return 0
     finally:
         log.info("stopping")
-        stack.stop()
+        stack.stop(force=lambda: len(received) > 1)
         log.info("stopped")
 
 
@@ -206,7 +201,9 @@ def migrate(settings: RunSettings) -> int:
     if not settings.database_url or not settings.kafka_bootstrap:
         print("clm migrate needs CLM_DATABASE_URL and CLM_KAFKA_BOOTSTRAP", file=sys.stderr)
         return 2
-    asyncio.run(prepare_all(settings.database_url, settings.kafka_bootstrap))
+    asyncio.run(
+        prepare_all(settings.database_url, settings.kafka_bootstrap, settings.topic_config())
+    )
     return 0
 
 

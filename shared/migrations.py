@@ -26,20 +26,20 @@ def alembic_config(package: str, url: str) -> Config:
     return cfg
 
 
-def _upgrade(connection: Connection, cfg: Config, schema: str) -> None:
+def _upgrade(connection: Connection, cfg: Config, schema: str, revision: str) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(schema.encode())})
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
-async def upgrade(package: str, schema: str, url: str) -> None:
-    """Apply every migration of ``package`` (e.g. ``services.ingest``) up to head."""
+async def upgrade(package: str, schema: str, url: str, *, revision: str = "head") -> None:
+    """Apply the migrations of ``package`` (e.g. ``services.ingest``) up to ``revision``."""
     cfg = alembic_config(package, url)
     engine = create_engine(url, pool_size=1, application_name=f"clm-migrate-{schema}")
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, cfg, schema)
+            await conn.run_sync(_upgrade, cfg, schema, revision)
     finally:
         await engine.dispose()
 

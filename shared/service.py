@@ -22,11 +22,7 @@ async def prepare(settings: ServiceSettings, *, package: str, schema: str) -> No
     """Apply this service's migrations and create missing topics."""
     if settings.migrate_on_start:
         await upgrade(package, schema, settings.require_database_url())
-        await ensure_topics(
-            settings.require_kafka_bootstrap(),
-            partitions=settings.kafka_topic_partitions,
-            retention_ms=settings.kafka_topic_retention_ms,
-        )
+        await ensure_topics(settings.require_kafka_bootstrap(), settings.topic_config())
 
 
 def serve(

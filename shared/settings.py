@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka.admin import TopicConfig
+
 _PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "admin", "token", "test"}
 
 
@@ -39,9 +41,54 @@ class ServiceSettings(BaseSettings):
         description="Consumer group session timeout; a group join takes about half of it.",
     )
     kafka_topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of each topic created at start (3 on a production cluster).",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics created at start (unset = the "
+        "broker's default; 2 with a replication factor of 3).",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply this service's migrations when it starts."
     )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Give up opening a PostgreSQL connection after this."
+    )
+    db_command_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Give up on a PostgreSQL statement after this (client side; 0 = never).",
+    )
+    unavailable_after_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="A request still waiting after this long checks PostgreSQL (and Kafka "
+        "on ingest) with the same timeout, and answers 503 if one does not answer.",
+    )
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 429/503.")
+
+    @model_validator(mode="after")
+    def _check_topic_replicas(self) -> ServiceSettings:
+        isr = self.kafka_min_insync_replicas
+        if isr is not None and isr > self.kafka_replication_factor:
+            raise ValueError(
+                f"CLM_KAFKA_MIN_INSYNC_REPLICAS ({isr}) is above CLM_KAFKA_REPLICATION_FACTOR "
+                f"({self.kafka_replication_factor}): no write could ever be acknowledged"
+            )
+        return self
+
+    def topic_config(self) -> TopicConfig:
+        """How the topics created at start are configured."""
+        return TopicConfig(
+            partitions=self.kafka_topic_partitions,
+            retention_ms=self.kafka_topic_retention_ms,
+            replication_factor=self.kafka_replication_factor,
+            min_insync_replicas=self.kafka_min_insync_replicas,
+        )
 
     @model_validator(mode="after")
     def _refuse_placeholder_token(self) -> ServiceSettings:

@@ -1,78 +1,212 @@
-"""`clm run` as a user runs it: all three services reach /readyz, and SIGINT leaves nothing."""
+"""`clm run` as a user runs it: all three services reach /readyz; a killed service, broker or
+PostgreSQL is started again; the user's settings hold; Ctrl-C (SIGINT to the group) or a
+SIGTERM to the process alone stops everything and leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from clm.runtime import free_port
+from shared import topics
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_ready(ports: list[int], proc: subprocess.Popen[bytes], timeout: float) -> None:
+@dataclass
+class ClmRun:
+    proc: subprocess.Popen[bytes]
+    data: Path
+    log: Path
+    ports: dict[str, int]
+    kafka_port: int
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children()
+
+    def service(self, module: str) -> psutil.Process | None:
+        """The running process of ``module`` (none while it is being restarted)."""
+        for child in self.children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and module in child.cmdline():
+                    return child
+            except psutil.Error:
+                continue
+        return None
+
+    def postmaster(self) -> int:
+        return int((self.data / "postgres" / "postmaster.pid").read_text().split()[0])
+
+    def token(self) -> str:
+        return (self.data / "admin_token").read_text().strip()
+
+
+def poll(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    pending = set(ports)
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout}s"
+        time.sleep(0.2)
+
+
+def all_ready(run: ClmRun) -> bool:
+    """Every service answers /readyz with 200, and clm run says it is ready (until then it
+    gives up on a service that exits, rather than restarting it)."""
+    assert run.proc.poll() is None, f"clm run exited with {run.proc.returncode}"
+    if "clm is ready" not in run.output():
+        return False
     with httpx.Client(timeout=2) as client:
-        while pending:
-            assert proc.poll() is None, f"clm run exited early with {proc.returncode}"
-            assert time.monotonic() < deadline, f"ports {sorted(pending)} not ready in {timeout}s"
-            for port in sorted(pending):
-                try:
-                    if client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        pending.discard(port)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
+        for port in run.ports.values():
+            try:
+                if client.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+                    return False
+            except httpx.HTTPError:
+                return False
+    return True
 
 
-def test_clm_run_starts_everything_and_sigint_leaves_no_process(tmp_path: Path) -> None:
-    ports = [free_port(), free_port(), free_port()]
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("CLM_DATABASE_URL", "CLM_KAFKA_BOOTSTRAP")
-    }
-    env.update(
-        CLM_DATA_DIR=str(tmp_path / "data"),
-        CLM_INGEST_PORT=str(ports[0]),
-        CLM_ENGINE_PORT=str(ports[1]),
-        CLM_MESSENGER_PORT=str(ports[2]),
-        CLM_KAFKA_PORT=str(free_port()),
-    )
-    env.pop("CLM_ADMIN_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clm.cli", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_ready(ports, proc, timeout=120)
-        token = (tmp_path / "data" / "admin_token").read_text().strip()
-        assert token.startswith("adm_")
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-        postmaster = (tmp_path / "data" / "postgres" / "postmaster.pid").read_text().split()[0]
-        watched = [p.pid for p in descendants] + [int(postmaster)]
-        assert len(descendants) >= 4  # three services and the broker
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = output.decode(errors="replace")
-    assert proc.returncode == 0, text[-3000:]
-    assert "admin token" in text and token in text
+@pytest.fixture
+def start_clm(tmp_path: Path) -> Iterator[Callable[..., ClmRun]]:
+    """``clm run`` in a session of its own (as on a terminal), embedded servers, free ports."""
+    started: list[ClmRun] = []
+
+    def start(**settings: str) -> ClmRun:
+        ports = {"ingest": free_port(), "engine": free_port(), "messenger": free_port()}
+        kafka_port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CLM_DATABASE_URL", "CLM_KAFKA_BOOTSTRAP", "CLM_ADMIN_TOKEN")
+        }
+        env.update(
+            CLM_DATA_DIR=str(tmp_path / "data"),
+            CLM_INGEST_PORT=str(ports["ingest"]),
+            CLM_ENGINE_PORT=str(ports["engine"]),
+            CLM_MESSENGER_PORT=str(ports["messenger"]),
+            CLM_KAFKA_PORT=str(kafka_port),
+            **settings,
+        )
+        log = tmp_path / "clm-run.log"
+        with log.open("wb") as out:  # a file, not a pipe: nobody has to drain it meanwhile
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clm.cli", "run"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        run = ClmRun(proc, tmp_path / "data", log, ports, kafka_port)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.proc.poll() is None:
+            for child in run.children():
+                child.kill()
+            run.proc.kill()
+            run.proc.wait()
+
+
+def stop_and_check_nothing_is_left(run: ClmRun, send: Callable[[], None]) -> str:
+    watched = [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
+    watched.append(run.postmaster())
+    assert len(watched) >= 5  # three services, the broker, PostgreSQL
+    send()
+    run.proc.wait(timeout=90)
+    text = run.output()
+    assert run.proc.returncode == 0, text[-3000:]
     alive = [
         pid
         for pid in watched
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
     assert alive == [], f"processes left behind: {alive}"
+    return text
+
+
+def test_clm_run_starts_everything_and_ctrl_c_leaves_no_process(
+    start_clm: Callable[..., ClmRun],
+) -> None:
+    run = start_clm()
+    poll(lambda: all_ready(run), "all services ready")
+    token = run.token()
+    assert token.startswith("adm_")
+    assert (run.data / "secret_key").stat().st_mode & 0o077 == 0  # generated, owner only
+    # Ctrl-C on a terminal: SIGINT to the whole foreground process group.
+    text = stop_and_check_nothing_is_left(run, lambda: os.killpg(run.proc.pid, signal.SIGINT))
+    assert "admin token" in text and token in text
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
+
+
+def test_clm_run_restarts_what_dies_and_keeps_the_users_settings(
+    start_clm: Callable[..., ClmRun],
+) -> None:
+    run = start_clm(CLM_ALLOW_PRIVATE_DESTINATIONS="false", CLM_KAFKA_TOPIC_PARTITIONS="3")
+    poll(lambda: all_ready(run), "all services ready")
+    bootstrap = f"127.0.0.1:{run.kafka_port}"
+
+    # CLM_ALLOW_PRIVATE_DESTINATIONS=false holds although clm run is dev mode.
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{run.ports['messenger']}",
+        headers={"Authorization": f"Bearer {run.token()}"},
+        timeout=10,
+    ) as client:
+        refused = client.post(
+            "/v1/destinations", json={"channel": "email", "url": "http://127.0.0.1:9/hooks"}
+        )
+    assert refused.status_code == 422, refused.text
+
+    # A crashed service is started again, and the log says so.
+    messenger = run.service("services.messenger")
+    assert messenger is not None
+    messenger.kill()
+
+    def restarted() -> bool:
+        now = run.service("services.messenger")
+        return now is not None and now.pid != messenger.pid
+
+    poll(restarted, "messenger restart")
+    poll(lambda: all_ready(run), "ready after the messenger restart")
+    assert "service messenger exited with code -9; restarting it" in run.output()
+
+    # The broker: started again, the topics recreated with the configured partitions.
+    [broker] = [p for p in run.children() if p.name().startswith("tansu")]
+    broker.kill()
+    poll(lambda: "embedded Kafka broker restarted" in run.output(), "broker restart")
+    poll(lambda: all_ready(run), "ready after the broker restart")
+    for topic in topics.ALL:
+        assert asyncio.run(_partitions(bootstrap, topic)) == 3, topic
+
+    # PostgreSQL: the postmaster killed, started again on the same data.
+    postmaster = run.postmaster()
+    os.kill(postmaster, signal.SIGKILL)
+    poll(lambda: "embedded PostgreSQL restarted" in run.output(), "PostgreSQL restart")
+    assert run.postmaster() != postmaster
+    poll(lambda: all_ready(run), "ready after the PostgreSQL restart")
+
+    # A SIGTERM to the process alone (a process manager, kill <pid>) stops everything.
+    stop_and_check_nothing_is_left(run, lambda: run.proc.send_signal(signal.SIGTERM))

@@ -22,8 +22,12 @@ ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 
 APP_PORTS = {"ingest": 8000, "trigger_engine": 8001, "messenger": 8002}
+#: Run as several replicas (`--scale`): no fixed host port, or the second replica cannot bind.
+SCALED = ("trigger_engine", "messenger")
 BACKING_SERVICES = ("kafka", "postgres")
 REQUIRED_APP_ENV = ("CLM_DATABASE_URL", "CLM_KAFKA_BOOTSTRAP", "CLM_ADMIN_TOKEN")
+#: Secrets that must come from the host (`${VAR:?message}`), never a default in the file.
+HOST_SECRETS = ("CLM_ADMIN_TOKEN", "CLM_SECRET_KEY")
 
 # The CLM_ variables CONTRACT.md names; used when the contract is not beside the repository.
 CONTRACT_VARIABLES = frozenset(
@@ -65,15 +69,18 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, _, value in (item.partition("=") for item in env)}
 
 
-def port_mappings(service: dict[str, Any]) -> set[tuple[int, int]]:
-    """(published, target) pairs from `ports`, short ("[ip:]host:container") or long syntax."""
-    mappings = set()
+def port_mappings(service: dict[str, Any]) -> set[tuple[int | None, int]]:
+    """(published, target) pairs from `ports`, short ("[ip:][host:]container") or long
+    syntax; published is None when the host port is left to Docker."""
+    mappings: set[tuple[int | None, int]] = set()
     for port in service.get("ports", []):
         if isinstance(port, dict):
-            mappings.add((int(port["published"]), int(port["target"])))
+            published = port.get("published")
+            mappings.add((int(published) if published else None, int(port["target"])))
         else:
-            *_, published, target = str(port).split(":")
-            mappings.add((int(published), int(target.split("/")[0])))
+            *host, target = str(port).split(":")
+            published = host[-1] if host else ""
+            mappings.add((int(published) if published else None, int(target.split("/")[0])))
     return mappings
 
 
@@ -111,9 +118,19 @@ def test_app_service_publishes_its_port_and_checks_readiness_there(
     services: dict[str, dict[str, Any]], name: str, port: int
 ) -> None:
     service = services[name]
-    assert (port, port) in port_mappings(service)
+    expected = None if name in SCALED else port
+    assert (expected, port) in port_mappings(service)
     probe = " ".join(service["healthcheck"]["test"])
     assert f"127.0.0.1:{port}/readyz" in probe
+
+
+@pytest.mark.parametrize("name", SCALED)
+def test_scaled_services_bind_no_fixed_host_port_or_name(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    service = services[name]
+    assert all(published is None for published, _ in port_mappings(service)), service["ports"]
+    assert "container_name" not in service  # a fixed name cannot be scaled either
 
 
 @pytest.mark.parametrize("name", APP_PORTS)
@@ -137,11 +154,12 @@ def test_app_service_is_configured_for_external_postgres_and_kafka(
 
 
 @pytest.mark.parametrize("name", APP_PORTS)
-def test_admin_token_comes_from_the_host_and_is_required(
-    services: dict[str, dict[str, Any]], name: str
+@pytest.mark.parametrize("secret", HOST_SECRETS)
+def test_secrets_come_from_the_host_and_are_required(
+    services: dict[str, dict[str, Any]], name: str, secret: str
 ) -> None:
-    token = environment_of(services[name])["CLM_ADMIN_TOKEN"]
-    assert re.fullmatch(r"\$\{CLM_ADMIN_TOKEN:\?[^}]+\}", token), token
+    value = environment_of(services[name])[secret]
+    assert re.fullmatch(rf"\$\{{{secret}:\?[^}}]+\}}", value), value
 
 
 @pytest.mark.parametrize("name", APP_PORTS)
@@ -233,7 +251,11 @@ def compose_cli() -> list[str]:
 
 
 def test_docker_compose_config_accepts_the_file() -> None:
-    env = {**os.environ, "CLM_ADMIN_TOKEN": "test-token-not-a-secret"}
+    env = {
+        **os.environ,
+        "CLM_ADMIN_TOKEN": "test-token-not-a-secret",
+        "CLM_SECRET_KEY": "test-key-not-a-secret",
+    }
     result = subprocess.run(
         [*compose_cli(), "-f", str(COMPOSE_FILE), "config", "-q"],
         cwd=ROOT,

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from services.ingest.api import tracking, writekeys
 from services.ingest.context import IngestContext
+from services.ingest.cors import TrackingCORS
 from services.ingest.pipeline import Pipeline, prune_seen
 from services.ingest.settings import IngestSettings
 from services.ingest.storefront import run_storefront_consumer
@@ -54,9 +56,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "on Kafka clm.events.",
         settings=cfg,
         lifespan=lifespan,
+        request_dependencies=("postgres", "kafka"),
     )
     app.include_router(tracking.router)
     app.include_router(writekeys.router)
+    if cfg.cors_origins:
+        paths = {route.path for route in tracking.router.routes if isinstance(route, APIRoute)}
+        app.add_middleware(TrackingCORS, origins=cfg.cors_origins, paths=paths)
     return app
 
 

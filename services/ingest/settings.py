@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from shared.settings import ServiceSettings
 
@@ -14,8 +17,19 @@ class IngestSettings(ServiceSettings):
         default=256, ge=1, description="Requests waiting on Kafka at once before answering 429."
     )
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 429/503.")
     write_key_cache_seconds: float = Field(default=10.0, ge=0)
     storefront_consumer: bool = Field(
         default=True, description="Consume the storefront.events topic."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (comma-separated, e.g. https://shop.example) whose pages may call "
+        "the Tracking API from a browser; `*` allows any. Default: none.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value

@@ -18,6 +18,7 @@ from services.messenger.context import MessengerContext
 from services.messenger.deliveries import api as deliveries_api
 from services.messenger.deliveries.consumer import run_actions_consumer
 from services.messenger.destinations import api as destinations_api
+from services.messenger.destinations.secrets import reencrypt_all
 from services.messenger.dispatch.worker import Dispatcher
 from services.messenger.observability.stats import run_stats
 from services.messenger.providers import api as providers_api
@@ -25,6 +26,7 @@ from services.messenger.settings import MessengerSettings
 from services.messenger.suppressions import api as suppressions_api
 from services.messenger.templates_store import api as templates_api
 from services.messenger.webhooks.transport import Resolver, system_resolver, webhook_client
+from shared.db import transaction
 from shared.http.app import create_service_app
 from shared.http.resources import service_resources
 from shared.settings import ServiceSettings
@@ -45,7 +47,7 @@ def create_app(
         async with service_resources(app, cfg, service=SERVICE) as res:
             http = webhook_client(
                 resolver=resolver or system_resolver,
-                allow_private=cfg.private_destinations_allowed,
+                allow_private=cfg.allow_private_destinations,
                 max_connections=cfg.delivery_concurrency,
             )
             res.closers.append(http.aclose)  # after the dispatcher stopped sending
@@ -55,8 +57,10 @@ def create_app(
                 policy=cfg.retry_policy(),
                 resolver=resolver or system_resolver,
                 http=http,
+                secrets=cfg.secret_box(),
             )
             app.state.messenger = ctx
+            await _reencrypt_secrets(ctx)
             dispatcher = Dispatcher(ctx)
 
             async def consume(stop: asyncio.Event) -> None:
@@ -69,7 +73,7 @@ def create_app(
                 "messenger started",
                 extra={
                     "port": cfg.messenger_port,
-                    "private_destinations": cfg.private_destinations_allowed,
+                    "private_destinations": cfg.allow_private_destinations,
                 },
             )
             yield
@@ -91,3 +95,17 @@ def create_app(
     ):
         app.include_router(module.router)
     return app
+
+
+async def _reencrypt_secrets(ctx: MessengerContext) -> None:
+    """Secrets still under an old key (CLM_SECRET_KEYS_OLD) move to the current one."""
+    async with transaction(ctx.sessions) as session:
+        changed, unreadable = await reencrypt_all(session, ctx.secrets)
+    if changed:
+        log.info("re-encrypted destination secrets under the current key", extra={"count": changed})
+    if unreadable:
+        log.error(
+            "destination secrets no configured key decrypts: their deliveries fail until the "
+            "key they were stored with is in CLM_SECRET_KEY or CLM_SECRET_KEYS_OLD",
+            extra={"destinations": unreadable},
+        )

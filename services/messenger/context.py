@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.messenger.delivery.retry import RetryPolicy
+from services.messenger.destinations.secrets import SecretBox
 from services.messenger.settings import MessengerSettings
 from services.messenger.webhooks.transport import Resolver
 
@@ -22,12 +23,14 @@ class MessengerContext:
     policy: RetryPolicy
     resolver: Resolver
     http: httpx.AsyncClient
+    #: Encrypts and decrypts destination secrets (CLM_SECRET_KEY).
+    secrets: SecretBox
     #: Set to wake the dispatcher at once (new deliveries, a replay) instead of at its poll.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def allow_private(self) -> bool:
-        return self.settings.private_destinations_allowed
+        return self.settings.allow_private_destinations
 
     def wake(self) -> None:
         self.wakeup.set()

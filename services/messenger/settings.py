@@ -8,15 +8,16 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from services.messenger.delivery.retry import RetryPolicy
+from services.messenger.destinations.secrets import SecretBox, SecretKeySettings
 from shared.settings import ServiceSettings
 
 
-class MessengerSettings(ServiceSettings):
+class MessengerSettings(ServiceSettings, SecretKeySettings):
     messenger_port: int = Field(default=8002, description="HTTP port of the ops API.")
     allow_private_destinations: bool = Field(
         default=False,
         description="Allow loopback/private/link-local webhook URLs (development and tests "
-        "only). Dev mode (`clm run`) allows them too. Cloud metadata addresses stay refused.",
+        "only; dev mode does not imply it). Cloud metadata addresses stay refused.",
     )
     retry_schedule: list[float] | None = Field(
         default=None,
@@ -60,9 +61,13 @@ class MessengerSettings(ServiceSettings):
         self.retry_policy()
         return self
 
-    @property
-    def private_destinations_allowed(self) -> bool:
-        return self.allow_private_destinations or self.dev_mode
+    @model_validator(mode="after")
+    def _check_secret_key(self) -> Self:
+        self.secret_box()
+        return self
+
+    def secret_box(self) -> SecretBox:
+        return self.secret_box_for(dev_mode=self.dev_mode)
 
     def retry_policy(self) -> RetryPolicy:
         extra: dict[str, object] = {}

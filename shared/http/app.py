@@ -9,19 +9,36 @@ from fastapi import FastAPI
 
 from shared.errors import install_error_handlers
 from shared.http.health import router as health_router
+from shared.http.nul import RejectNulParameters
+from shared.http.unavailable import UnavailableGuard
 from shared.settings import ServiceSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def create_service_app(
-    *, title: str, description: str, settings: ServiceSettings, lifespan: Lifespan
+    *,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    lifespan: Lifespan,
+    request_dependencies: tuple[str, ...] = ("postgres",),
 ) -> FastAPI:
+    """``request_dependencies`` name the readiness checks (``postgres``, ``kafka``) the
+    service's requests wait on: when one stops answering, waiting requests get a 503."""
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.admin_token = settings.require_admin_token()
     app.state.readiness = {}
     app.state.stopping = False
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after=settings.retry_after_seconds)
+    # Added last = runs first: NUL parameters are refused before any other work.
+    app.add_middleware(
+        UnavailableGuard,
+        dependencies=request_dependencies,
+        timeout=settings.unavailable_after_seconds,
+        retry_after=settings.retry_after_seconds,
+    )
+    app.add_middleware(RejectNulParameters)
     app.include_router(health_router)
     return app

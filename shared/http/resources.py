@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, ping, session_factory
+from shared.db import DatabaseProbe, create_engine, session_factory
 from shared.kafka.deadletters import DeadLetters
 from shared.kafka.producer import create_producer
 from shared.kafka.producer import ping as kafka_ping
@@ -35,9 +35,16 @@ async def service_resources(
 ) -> AsyncIterator[Resources]:
     """On exit: mark the app not ready, stop background jobs (they drain and commit), run the
     service's own closers, then stop the producer and the database engine."""
+    database_url = settings.require_database_url()
     engine = create_engine(
-        settings.require_database_url(), pool_size=pool_size, application_name=f"clm-{service}"
+        database_url,
+        pool_size=pool_size,
+        application_name=f"clm-{service}",
+        connect_timeout=settings.db_connect_timeout_seconds,
+        command_timeout=settings.db_command_timeout_seconds or None,
     )
+    # /readyz gives each check 3 s; the request guard bounds it with its own, shorter wait.
+    probe = DatabaseProbe(database_url, timeout=3.0, application_name=f"clm-{service}-probe")
     producer = create_producer(
         settings.require_kafka_bootstrap(),
         client_id=f"clm-{service}",
@@ -50,10 +57,7 @@ async def service_resources(
         producer=producer,
         dead_letters=DeadLetters(producer, service),
     )
-    app.state.readiness = {
-        "postgres": lambda: ping(engine),
-        "kafka": lambda: kafka_ping(producer),
-    }
+    app.state.readiness = {"postgres": probe, "kafka": lambda: kafka_ping(producer)}
     try:
         yield resources
     finally:
@@ -62,4 +66,5 @@ async def service_resources(
         for close in reversed(resources.closers):
             await close()
         await producer.stop()
+        await probe.close()
         await engine.dispose()

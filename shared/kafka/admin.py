@@ -1,7 +1,9 @@
 """Create the contract's topics when missing.
 
 Tansu reports only the topic configs given at creation, so retention is always set
-explicitly here rather than left to broker defaults.
+explicitly here rather than left to broker defaults. Topics that exist are left as they are:
+a changed partition count or replication factor applies to topics created from then on
+(``docs/production.md`` says how to change existing ones).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -20,16 +23,33 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
+@dataclass(frozen=True)
+class TopicConfig:
+    """How topics are created (``CLM_KAFKA_TOPIC_PARTITIONS``, ``…_RETENTION_MS``,
+    ``CLM_KAFKA_REPLICATION_FACTOR``, ``CLM_KAFKA_MIN_INSYNC_REPLICAS``)."""
+
+    partitions: int = 8
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+
+    def configs(self, name: str) -> dict[str, str]:
+        retention = DEAD_LETTER_RETENTION_MS if name == topics.DEAD_LETTERS else self.retention_ms
+        configs = {"retention.ms": str(retention)}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        return configs
+
+
 async def ensure_topics(
     bootstrap: str,
+    config: TopicConfig | None = None,
     *,
-    partitions: int = 8,
-    retention_ms: int = 7 * 24 * 3600 * 1000,
-    replication_factor: int = 1,
     names: tuple[str, ...] = topics.ALL,
     timeout: float = 60.0,
 ) -> list[str]:
     """Create the missing topics; return the names created. Retries until ``timeout``."""
+    config = config or TopicConfig()
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="clm-admin")
@@ -40,13 +60,9 @@ async def ensure_topics(
             new = [
                 NewTopic(
                     name=n,
-                    num_partitions=partitions,
-                    replication_factor=replication_factor,
-                    topic_configs={
-                        "retention.ms": str(
-                            DEAD_LETTER_RETENTION_MS if n == topics.DEAD_LETTERS else retention_ms
-                        )
-                    },
+                    num_partitions=config.partitions,
+                    replication_factor=config.replication_factor,
+                    topic_configs=config.configs(n),
                 )
                 for n in missing
             ]

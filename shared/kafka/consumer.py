@@ -1,10 +1,12 @@
 """The consumer loop every service uses.
 
 Batched ``getmany``; offsets are committed only after the handler returned (after its
-database commit). Transient failures (database or broker unreachable) retry the same batch
-with backoff and commit nothing. Any other failure is isolated record by record: the record
-that still fails goes to ``clm.dead-letters`` with its reason and its offset is committed, so
-one poison record never stalls a partition.
+database commit). Each record is decoded once per poll. Transient failures (database or
+broker unreachable) retry the same decoded batch with backoff and commit nothing. Any other
+failure is isolated record by record: the record that still fails goes to
+``clm.dead-letters`` with its reason and its offset is committed, so one poison record never
+stalls a partition. A poll's poison records are dead-lettered once, after the others were
+handled, however often the batch was retried.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,11 +22,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.kafka.deadletters import DeadLetters
+from shared.transient import is_transient as is_transient  # re-exported for the services
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +55,6 @@ class PoisonRecord(Exception):
         self.reason = reason
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    OperationalError,
-    InterfaceError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, TRANSIENT_ERRORS)
-
-
 @dataclass(frozen=True)
 class Decoded(Generic[T]):
     record: ConsumerRecord
@@ -76,8 +63,6 @@ class Decoded(Generic[T]):
 
 Decoder = Callable[[ConsumerRecord], T]
 Handler = Callable[[Sequence[Decoded[T]]], Awaitable[None]]
-#: Called before every poll: every record returned so far is handled and committed.
-BetweenBatches = Callable[[], Awaitable[None]]
 
 
 class ConsumerLoop(Generic[T]):
@@ -95,7 +80,6 @@ class ConsumerLoop(Generic[T]):
         poll_timeout_ms: int = 500,
         fill_ms: int = 0,
         max_backoff: float = 10.0,
-        between_batches: BetweenBatches | None = None,
     ) -> None:
         self.consumer = consumer
         self.group = group
@@ -106,7 +90,6 @@ class ConsumerLoop(Generic[T]):
         self.poll_timeout_ms = poll_timeout_ms
         self.fill_ms = fill_ms
         self.max_backoff = max_backoff
-        self.between_batches = between_batches
         self.batches = 0
         self.records = 0
 
@@ -123,8 +106,6 @@ class ConsumerLoop(Generic[T]):
         while not stop.is_set():
             if max_batches is not None and self.batches >= max_batches:
                 break
-            if self.between_batches is not None:
-                await self.between_batches()
             records = await self._poll()
             if not records:
                 if idle_timeout is not None and time.monotonic() - last_data > idle_timeout:
@@ -162,33 +143,32 @@ class ConsumerLoop(Generic[T]):
         return records
 
     async def _process(self, records: list[ConsumerRecord], stop: asyncio.Event) -> None:
+        """Decode every record once, handle the batch (retrying transient failures, isolating
+        the records of a batch that fails otherwise), dead-letter the poison records once,
+        then commit. Stopped during a transient retry: nothing is committed and the records
+        are read again (by us or by the partition's next owner)."""
         started = time.perf_counter()
-        backoff = 0.2
-        while True:
+        decoded, poison = self._decode(records)
+        outcome = "ok"
+        if decoded:
             try:
-                await self._handle_batch(records)
-                outcome = "ok"
-                break
+                if not await self._retrying(lambda: self.handler(decoded), stop):
+                    self._rewind(records)
+                    return
             except Exception as exc:
-                if is_transient(exc):
-                    RETRIES.labels(self.group).inc()
-                    log.warning(
-                        "transient failure, retrying batch",
-                        extra={"group": self.group, "error": repr(exc), "backoff": backoff},
-                    )
-                    if stop.is_set():
-                        self._rewind(records)
-                        return  # not committed: the next owner processes it again
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    continue
                 log.warning(
                     "batch failed, isolating records",
                     extra={"group": self.group, "error": repr(exc), "records": len(records)},
                 )
-                await self._isolate(records)
+                isolated = await self._isolate(decoded, stop)
+                if isolated is None:
+                    self._rewind(records)
+                    return
+                poison.extend(isolated)
                 outcome = "isolated"
-                break
+        if poison and not await self._retrying(lambda: self._dead_letter(poison), stop):
+            self._rewind(records)
+            return
         await self._commit(records)
         self.batches += 1
         self.records += len(records)
@@ -198,10 +178,11 @@ class ConsumerLoop(Generic[T]):
             RECORDS.labels(self.group, topic).inc(count)
         self._update_lag(records)
 
-    async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
+    def _decode(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[list[Decoded[T]], list[tuple[ConsumerRecord, PoisonRecord]]]:
         decoded: list[Decoded[T]] = []
         poison: list[tuple[ConsumerRecord, PoisonRecord]] = []
-
         for record in records:
             try:
                 decoded.append(Decoded(record, self.decode(record)))
@@ -209,36 +190,49 @@ class ConsumerLoop(Generic[T]):
                 poison.append((record, exc))
             except Exception as exc:
                 poison.append((record, PoisonRecord("undecodable", f"{type(exc).__name__}: {exc}")))
-        if poison:
-            await self._dead_letter(poison)
-        if decoded:
-            await self.handler(decoded)
+        return decoded, poison
 
-    async def _isolate(self, records: list[ConsumerRecord]) -> None:
-        for record in records:
-            backoff = 0.2
-            while True:
-                try:
-                    await self._handle_batch([record])
-                    break
-                except PoisonRecord as exc:
-                    await self._dead_letter([(record, exc)])
-                    break
-                except Exception as exc:
-                    if is_transient(exc):
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, self.max_backoff)
-                        continue
-                    log.exception("poison record", extra={"group": self.group})
-                    await self._dead_letter(
-                        [
-                            (
-                                record,
-                                PoisonRecord("processing_failed", f"{type(exc).__name__}: {exc}"),
-                            )
-                        ]
-                    )
-                    break
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]], stop: asyncio.Event) -> bool:
+        """Run ``attempt`` until it succeeds, retrying transient failures with backoff.
+        Returns False if ``stop`` was set meanwhile (the attempt never succeeded); any other
+        failure is raised."""
+        backoff = 0.2
+        while True:
+            try:
+                await attempt()
+                return True
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                RETRIES.labels(self.group).inc()
+                log.warning(
+                    "transient failure, retrying",
+                    extra={"group": self.group, "error": repr(exc), "backoff": backoff},
+                )
+                if stop.is_set():
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await stop.wait()
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _isolate(
+        self, decoded: list[Decoded[T]], stop: asyncio.Event
+    ) -> list[tuple[ConsumerRecord, PoisonRecord]] | None:
+        """Handle each record on its own; the ones that still fail are returned as poison.
+        ``None`` if stopped during a transient retry."""
+        poison: list[tuple[ConsumerRecord, PoisonRecord]] = []
+        for item in decoded:
+            try:
+                if not await self._retrying(functools.partial(self.handler, [item]), stop):
+                    return None
+            except PoisonRecord as exc:
+                poison.append((item.record, exc))
+            except Exception as exc:
+                log.exception("poison record", extra={"group": self.group})
+                reason = f"{type(exc).__name__}: {exc}"
+                poison.append((item.record, PoisonRecord("processing_failed", reason)))
+        return poison
 
     async def _dead_letter(self, poison: list[tuple[ConsumerRecord, PoisonRecord]]) -> None:
         await self.dead_letters.send_many(

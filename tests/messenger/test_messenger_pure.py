@@ -202,12 +202,15 @@ def test_retry_schedule_and_private_destinations_come_from_settings(
     for name in ("CLM_DEV_MODE", "CLM_ALLOW_PRIVATE_DESTINATIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLM_RETRY_SCHEDULE", "[0, 0.2, 0.4]")
-    settings = MessengerSettings(admin_token="a-real-token-1234")
+    settings = MessengerSettings(admin_token="a-real-token-1234", secret_key="k" * 32)
     policy = settings.retry_policy()
     assert policy.schedule == (timedelta(0), timedelta(seconds=0.2), timedelta(seconds=0.4))
     assert policy.timeout == timedelta(seconds=15)
-    assert settings.private_destinations_allowed is False
-    assert MessengerSettings(dev_mode=True).private_destinations_allowed is True
+    assert settings.allow_private_destinations is False
+    # Dev mode (clm run) does not override CLM_ALLOW_PRIVATE_DESTINATIONS=false.
+    assert MessengerSettings(dev_mode=True).allow_private_destinations is False
+    allowed = MessengerSettings(dev_mode=True, allow_private_destinations=True)
+    assert allowed.allow_private_destinations is True
     monkeypatch.setenv("CLM_RETRY_SCHEDULE", "[5, 1]")
     with pytest.raises(ValueError):
         MessengerSettings()

@@ -40,7 +40,12 @@ async def strict(start_messenger: MessengerFactory) -> tuple[RunningService, Fak
         rebind_example_com=["192.168.1.20"],
         metadata_example_com=["169.254.169.254"],
     )
-    service = await start_messenger(dev_mode=False, allow_private_destinations=False, resolver=dns)
+    service = await start_messenger(
+        dev_mode=False,
+        allow_private_destinations=False,
+        secret_key="ssrf-test-key-" + "k" * 32,
+        resolver=dns,
+    )
     return service, dns
 
 

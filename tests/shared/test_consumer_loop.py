@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from shared import topics
-from shared.envelope import decode_dead_letter
-from shared.kafka.admin import ensure_topics
+from shared.envelope import DeadLetterV1, decode_dead_letter
+from shared.kafka.admin import TopicConfig, ensure_topics
 from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonRecord, create_consumer
 from shared.kafka.deadletters import DeadLetters
 from tests.support.kafka import collect
@@ -20,7 +21,7 @@ from tests.support.services import Infra
 
 async def _topic_with(infra: Infra, values: list[bytes]) -> str:
     topic = f"test.loop.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(infra.bootstrap, partitions=1, names=(topic,))
+    await ensure_topics(infra.bootstrap, TopicConfig(partitions=1), names=(topic,))
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await producer.start()
     try:
@@ -31,11 +32,30 @@ async def _topic_with(infra: Infra, values: list[bytes]) -> str:
     return topic
 
 
-def _decode(record: object) -> str:
-    value: bytes = record.value  # type: ignore[attr-defined]
-    if value == b"undecodable":
-        raise PoisonRecord("bad_shape", "not a record of this topic")
-    return value.decode()
+class RecordingDeadLetters(DeadLetters):
+    """The real dead letters, which also remember every letter sent (to count repeats)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        super().__init__(producer, "test")
+        self.sent: list[DeadLetterV1] = []
+
+    async def send_many(self, letters: list[tuple[bytes | None, DeadLetterV1]]) -> None:
+        await super().send_many(letters)
+        self.sent.extend(letter for _, letter in letters)
+
+
+class Decoder:
+    """Decodes like a real topic's decoder, counting the calls per record value."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, record: object) -> str:
+        value: bytes = record.value  # type: ignore[attr-defined]
+        self.calls[value.decode()] += 1
+        if value == b"undecodable":
+            raise PoisonRecord("bad_shape", "not a record of this topic")
+        return value.decode()
 
 
 async def _run(
@@ -47,6 +67,8 @@ async def _run(
     max_records: int = 500,
     fill_ms: int = 0,
     on_fetch: Callable[[list[str]], None] | None = None,
+    decoder: Decoder | None = None,
+    letters: list[DeadLetterV1] | None = None,
 ) -> tuple[int, int | None]:
     consumer = create_consumer(
         infra.bootstrap, topic, group_id=group, client_id="test", session_timeout_ms=2000
@@ -64,12 +86,13 @@ async def _run(
     await consumer.start()
     await producer.start()
     try:
+        dead_letters = RecordingDeadLetters(producer)
         loop: ConsumerLoop[str] = ConsumerLoop(
             consumer,
             group=group,
-            decode=_decode,
+            decode=decoder or Decoder(),
             handler=handler,  # type: ignore[arg-type]
-            dead_letters=DeadLetters(producer, "test"),
+            dead_letters=dead_letters,
             max_records=max_records,
             fill_ms=fill_ms,
             max_backoff=0.05,
@@ -77,24 +100,35 @@ async def _run(
         # Generous: joining the group and the first fetch can take seconds on a loaded machine.
         handled = await loop.run(asyncio.Event(), idle_timeout=5.0)
         committed = await consumer.committed(TopicPartition(topic, 0))
+        if letters is not None:
+            letters.extend(dead_letters.sent)
         return handled, committed
     finally:
         await consumer.stop()
         await producer.stop()
 
 
-async def test_poison_record_is_dead_lettered_and_the_rest_handled(infra: Infra) -> None:
+async def test_poison_record_is_dead_lettered_once_and_the_rest_handled(infra: Infra) -> None:
     values = [b"a", b"poison", b"undecodable", b"b", b"c"]
     topic = await _topic_with(infra, values)
     handled: list[str] = []
+    decoder = Decoder()
+    sent: list[DeadLetterV1] = []
 
     async def handler(batch: Sequence[Decoded[str]]) -> None:
         if any(d.value == "poison" for d in batch):
             raise ValueError("cannot handle poison")
         handled.extend(d.value for d in batch)
 
-    count, committed = await _run(infra, topic, f"g-{uuid.uuid4().hex}", handler)
-    assert sorted(set(handled)) == ["a", "b", "c"]
+    count, committed = await _run(
+        infra, topic, f"g-{uuid.uuid4().hex}", handler, decoder=decoder, letters=sent
+    )
+    assert handled == ["a", "b", "c"]  # each once, in order
+    assert decoder.calls == {v.decode(): 1 for v in values}  # isolation does not decode again
+    assert sorted((d.payload, d.code) for d in sent) == [
+        ("poison", "processing_failed"),
+        ("undecodable", "bad_shape"),
+    ]
     assert count == len(values)
     assert committed == len(values)
     letters = await collect(
@@ -114,17 +148,40 @@ async def test_poison_record_is_dead_lettered_and_the_rest_handled(infra: Infra)
 async def test_transient_failure_retries_the_batch_without_dead_letters(infra: Infra) -> None:
     topic = await _topic_with(infra, [b"x", b"y"])
     attempts: list[list[str]] = []
+    sent: list[DeadLetterV1] = []
 
     async def handler(batch: Sequence[Decoded[str]]) -> None:
         attempts.append([d.value for d in batch])
         if len(attempts) < 3:
             raise ConnectionRefusedError("database is restarting")
 
-    count, committed = await _run(infra, topic, f"g-{uuid.uuid4().hex}", handler)
+    count, committed = await _run(infra, topic, f"g-{uuid.uuid4().hex}", handler, letters=sent)
     assert count == 2
     assert committed == 2
     assert len(attempts) == 3
     assert attempts[0] == attempts[-1] == ["x", "y"]
+    assert sent == []
+
+
+async def test_retried_batch_decodes_and_dead_letters_its_poison_once(infra: Infra) -> None:
+    values = [b"x", b"undecodable", b"y"]
+    topic = await _topic_with(infra, values)
+    attempts: list[list[str]] = []
+    decoder = Decoder()
+    sent: list[DeadLetterV1] = []
+
+    async def handler(batch: Sequence[Decoded[str]]) -> None:
+        attempts.append([d.value for d in batch])
+        if len(attempts) < 4:
+            raise ConnectionRefusedError("database is restarting")
+
+    count, committed = await _run(
+        infra, topic, f"g-{uuid.uuid4().hex}", handler, decoder=decoder, letters=sent
+    )
+    assert attempts == [["x", "y"]] * 4
+    assert decoder.calls == {v.decode(): 1 for v in values}
+    assert [(d.payload, d.code, d.offset) for d in sent] == [("undecodable", "bad_shape", 1)]
+    assert count == committed == len(values)
 
 
 async def test_fill_gathers_records_arriving_after_the_first_poll(infra: Infra) -> None:

@@ -41,7 +41,7 @@ from services.trigger_engine.stream import store
 from shared import topics
 from shared.db import create_engine, session_factory, transaction
 from shared.envelope import Event, EventV1, decode_action_topic, decode_plain_event
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import TopicConfig, ensure_topics
 from tests.support.databases import own_database
 from tests.support.kafka import collect
 from tests.support.services import ADMIN_TOKEN, Infra
@@ -180,7 +180,7 @@ async def test_engines_killed_under_load_lose_nothing_and_send_nothing_twice(
     infra: Infra, crash_db: str, prefix: str
 ) -> None:
     topic = f"it-crash-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(infra.bootstrap, names=(topic,), partitions=4)
+    await ensure_topics(infra.bootstrap, TopicConfig(partitions=4), names=(topic,))
     events = workload(prefix)
     expected_states, expected_actions = replay(events, now=datetime.now(UTC))
     engines = Engines(infra, crash_db, topic)

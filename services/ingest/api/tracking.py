@@ -74,9 +74,12 @@ async def _source_of(key: str | None, ctx: IngestContext) -> str:
     return source
 
 
-async def _read(request: Request, ctx: IngestContext, limit: int) -> tuple[str, dict[str, Any]]:
-    """Read, authenticate and parse a request. Malformed bodies from an authenticated
-    sender are dead-lettered too, so an operator can see what the site sent."""
+async def _read(
+    request: Request, ctx: IngestContext, limit: int
+) -> tuple[str, dict[str, Any], bytes]:
+    """Read, authenticate and parse a request: (source, body, the body's bytes). Malformed
+    bodies from an authenticated sender are dead-lettered too, so an operator can see what
+    the site sent."""
     check_content_type(request)
     raw = await read_body(request, limit)
     header_key = parse_basic_auth(request.headers.get("authorization"))
@@ -91,7 +94,7 @@ async def _read(request: Request, ctx: IngestContext, limit: int) -> tuple[str, 
         raise
     body_key = body.get("writeKey")
     key = header_key or (body_key if isinstance(body_key, str) else None)
-    return await _source_of(key, ctx), body
+    return await _source_of(key, ctx), body, raw
 
 
 @asynccontextmanager
@@ -115,8 +118,17 @@ async def _capacity(ctx: IngestContext) -> AsyncIterator[None]:
         ctx.inflight -= 1
 
 
+def _member_payload(member: Any, body: bytes) -> bytes:
+    """A rejected batch member as JSON; the whole request body (the letter's ``index`` points
+    at the member) when the member cannot be encoded again (nested too deep, say)."""
+    try:
+        return orjson.dumps(member)
+    except TypeError:  # orjson.JSONEncodeError
+        return body
+
+
 async def _dead_letter(
-    ctx: IngestContext, source: str, rejected: Sequence[tuple[int | None, Rejection, Any]]
+    ctx: IngestContext, source: str, rejected: Sequence[tuple[int | None, Rejection, bytes]]
 ) -> None:
     await ctx.dead_letters.send_many(
         [
@@ -126,19 +138,19 @@ async def _dead_letter(
                 index=index,
                 code=r.code,
                 reason=r.message,
-                payload=orjson.dumps(raw, default=str),
+                payload=payload,
             )
-            for index, r, raw in rejected
+            for index, r, payload in rejected
         ]
     )
 
 
 async def _single(request: Request, ctx: IngestContext, call: str) -> TrackingResponse:
-    source, body = await _read(request, ctx, MAX_MESSAGE_BYTES)
+    source, body, raw = await _read(request, ctx, MAX_MESSAGE_BYTES)
     result = parse_message(body, source=source, received_at=datetime.now(UTC), call_type=call)
     async with _capacity(ctx):
         if isinstance(result, Rejection):
-            await _dead_letter(ctx, source, [(None, result, body)])
+            await _dead_letter(ctx, source, [(None, result, raw)])
             raise BadRequest(result.message, code=result.code)
         await ctx.pipeline.accept([result], origin="http")
     return TrackingResponse()
@@ -172,19 +184,17 @@ for _call, _summary in (
 
 
 async def _batch(request: Request, ctx: IngestContext) -> TrackingResponse:
-    source, body = await _read(request, ctx, MAX_BATCH_BYTES)
+    source, body, raw = await _read(request, ctx, MAX_BATCH_BYTES)
     try:
         accepted, rejected = parse_batch(body, source=source, received_at=datetime.now(UTC))
     except InvalidBody as exc:
-        await _dead_letter(ctx, source, [(None, exc.rejection, body)])
+        await _dead_letter(ctx, source, [(None, exc.rejection, raw)])
         raise BadRequest(exc.rejection.message, code=exc.rejection.code) from None
     messages: list[Any] = body["batch"]
     async with _capacity(ctx):
         if rejected:
             await _dead_letter(
-                ctx,
-                source,
-                [(i, r, messages[i] if i < len(messages) else None) for i, r in rejected],
+                ctx, source, [(i, r, _member_payload(messages[i], raw)) for i, r in rejected]
             )
         events: list[EventV1] = [e for _, e in accepted]
         await ctx.pipeline.accept(events, origin="http")

@@ -8,25 +8,23 @@ What is accepted, and how:
 
 - ``userId``, ``anonymousId``, ``previousId``, ``groupId`` and ``messageId`` may be strings
   or numbers (Segment allows numeric ids); numbers become strings (``42`` → ``"42"``). An
-  empty or blank string counts as absent, as the Segment libraries treat it.
+  empty or blank string counts as absent, as the Segment libraries treat it. An id is at most
+  :data:`MAX_ID_LENGTH` characters, as Segment allows.
 - Dates (``timestamp``, ``sentAt``, ``originalTimestamp``) are ISO 8601 strings; an offset is
   honoured, a date without one is UTC; every parsed date is UTC-aware.
 - ``context``, ``properties``, ``traits``, ``integrations``: JSON objects; ``null`` is ``{}``.
 - Unknown top-level fields are accepted and ignored (they never reach the envelope).
-- ``messageId``: Segment clients always send one. When it is missing anyway it is derived:
-  ``"auto-"`` + the first 32 hex digits of SHA-256 of the message's canonical JSON (keys
-  sorted, ``sentAt`` and ``writeKey`` left out, ``type`` set to the call), so a client that
-  retries the same message gets the same id and the retry is deduplicated.
+- ``messageId``: Segment clients always send one. A message without one gets a fresh id when
+  it is normalized (``services.ingest.tracking.validate``), as Segment does: two identical
+  messages without ids are two events, never duplicates of each other.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
 from services.ingest.tracking.errors import field_error, show
@@ -34,8 +32,8 @@ from shared.envelope import CallType
 
 CALL_TYPES: Final[tuple[CallType, ...]] = ("track", "identify", "page", "screen", "alias", "group")
 
-#: Fields left out of the hash of a derived ``messageId``: they change on every retry.
-_VOLATILE: Final = frozenset({"sentAt", "writeKey"})
+#: The longest id (``userId``, ``messageId``, …) accepted, as in Segment's Tracking API.
+MAX_ID_LENGTH: Final = 100
 
 
 def as_utc(value: datetime) -> datetime:
@@ -51,14 +49,20 @@ def _segment_id(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value if value and not value.isspace() else None
-    if isinstance(value, bool):
+        text = value if value and not value.isspace() else None
+    elif isinstance(value, bool):
         raise field_error("must be a string or number, got {got}", got=show(value))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else repr(value)
-    raise field_error("must be a string or number, got {got}", got=show(value))
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    else:
+        raise field_error("must be a string or number, got {got}", got=show(value))
+    if text is not None and len(text) > MAX_ID_LENGTH:
+        raise field_error(
+            "must be at most {max} characters, got {length}", max=MAX_ID_LENGTH, length=len(text)
+        )
+    return text
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -67,10 +71,13 @@ def _timestamp(value: object) -> datetime | None:
     if isinstance(value, str):
         try:
             return as_utc(datetime.fromisoformat(value))
-        except ValueError:
+        except (ValueError, OverflowError):  # 9999-12-31T23:59:59-05:00 overflows in UTC
             pass
     elif isinstance(value, datetime):  # Python callers
-        return as_utc(value)
+        try:
+            return as_utc(value)
+        except OverflowError:
+            pass
     raise field_error("is not an ISO 8601 date: {got}", got=show(value))
 
 
@@ -109,17 +116,6 @@ OptionalString = Annotated[
 NonEmptyString = Annotated[str, PlainValidator(_non_empty_string, json_schema_input_type=str)]
 
 
-def derive_message_id(raw: dict[str, Any], call: str) -> str:
-    """The stable ``messageId`` of a message that came without one (see the module doc)."""
-    canonical = {k: v for k, v in raw.items() if k not in _VOLATILE}
-    canonical["type"] = call
-    try:
-        encoded = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # not JSON-encodable: only Python callers can get here
-        encoded = repr(sorted(canonical.items(), key=lambda kv: str(kv[0]))).encode()
-    return "auto-" + hashlib.sha256(encoded).hexdigest()[:32]
-
-
 class SegmentMessage(BaseModel):
     """Fields every Tracking API call has."""
 
@@ -137,15 +133,6 @@ class SegmentMessage(BaseModel):
     integrations: JsonObject = Field(default_factory=dict)
     write_key: OptionalString = Field(default=None, alias="writeKey")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ensure_message_id(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            current = data.get("messageId")
-            if current is None or (isinstance(current, str) and (not current or current.isspace())):
-                return {**data, "messageId": derive_message_id(data, cls.call)}
-        return data
-
     @model_validator(mode="after")
     def _check_ids(self) -> Self:
         self._require_customer()
@@ -161,12 +148,6 @@ class SegmentMessage(BaseModel):
         key = self.user_id if self.user_id is not None else self.anonymous_id
         assert key is not None  # guaranteed by validation
         return key
-
-    @property
-    def id(self) -> str:
-        """The ``messageId`` (sent or derived; always present after validation)."""
-        assert self.message_id is not None
-        return self.message_id
 
 
 class TrackMessage(SegmentMessage):

@@ -5,6 +5,7 @@ Pure: the source and the time of receipt are passed in; nothing here reads a clo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,16 +30,23 @@ def correct_timestamp(
 
     ``timestamp + (received_at - sent_at)``: the client's clock is assumed to be off by
     the difference between when it says it sent the message and when we received it. No
-    ``timestamp`` → ``received_at``; no ``sent_at`` → ``timestamp`` unchanged. The result is
-    UTC-aware; naive inputs are taken as UTC. Raises ``OverflowError`` when the correction
-    leaves the range of ``datetime`` (only absurd inputs do that).
+    ``timestamp`` → ``received_at``; no ``sent_at`` → ``timestamp`` unchanged. A ``sent_at``
+    earlier than ``timestamp`` contradicts the message (it cannot be sent before it happened:
+    a ``sentAt`` of year 1 with a ``timestamp`` of today) and is ignored like a missing one,
+    rather than moving the event thousands of years. The result is UTC-aware; naive inputs
+    are taken as UTC. Raises ``OverflowError`` when the correction leaves the range of
+    ``datetime`` (only absurd inputs do that).
     """
     received = as_utc(received_at)
     if timestamp is None:
         return received
+    client_time = as_utc(timestamp)
     if sent_at is None:
-        return as_utc(timestamp)
-    return as_utc(timestamp) + (received - as_utc(sent_at))
+        return client_time
+    sent = as_utc(sent_at)
+    if sent < client_time:
+        return client_time
+    return client_time + (received - sent)
 
 
 def merge_context(batch_context: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,7 @@ def normalize(
     message: AnyMessage,
     *,
     source: str,
+    new_message_id: Callable[[], str],
     received_at: datetime,
     batch_context: dict[str, Any] | None = None,
     batch_sent_at: datetime | None = None,
@@ -86,6 +95,7 @@ def normalize(
     - ``timestamp``: the client's ``timestamp`` (else ``originalTimestamp``, which is how
       RudderStack clients send it) corrected by :func:`correct_timestamp`, with the message's
       ``sentAt`` or else the batch's; ``original_timestamp`` is the client's uncorrected one.
+    - ``message_id``: the message's ``messageId``, else ``new_message_id()`` (a fresh one).
     - ``event_id``: ``shared.ids.event_id(source, messageId)``.
     """
     received = as_utc(received_at)
@@ -128,7 +138,7 @@ def normalize(
     else:  # pragma: no cover - exhaustive over AnyMessage
         raise TypeError(f"not a Segment message: {type(message).__name__}")
 
-    message_id = message.id
+    message_id = message.message_id if message.message_id is not None else new_message_id()
     return EventV1(
         event_id=event_id(source, message_id),
         source=source,

@@ -19,6 +19,7 @@ from services.messenger.destinations.schemas import (
     DestinationIn,
     DestinationOut,
 )
+from services.messenger.destinations.secrets import UndecryptableSecret
 from services.messenger.destinations.urlcheck import checked_url
 from shared.db import transaction
 from shared.errors import Conflict, NotFound, Unavailable
@@ -34,13 +35,20 @@ _NOT_FOUND: Responses = {404: {"description": "no destination with this id"}}
 _INVALID: Responses = {422: {"description": "invalid body, or a URL that is refused (SSRF guard)"}}
 
 
-def _out(row: Destination) -> DestinationOut:
+def _masked(row: Destination, ctx: MessengerDep) -> str:
+    try:
+        return mask_secret(ctx.secrets.open(row.secret_encrypted))
+    except UndecryptableSecret:
+        return mask_secret("")  # a masked value that reveals nothing
+
+
+def _out(row: Destination, ctx: MessengerDep) -> DestinationOut:
     return DestinationOut(
         id=row.id,
         name=row.name,
         channel=row.channel,
         url=row.url,
-        secret=mask_secret(row.secret),
+        secret=_masked(row, ctx),
         rate_limit_per_second=row.rate_limit_per_second,
         max_concurrency=row.max_concurrency,
         enabled=row.enabled,
@@ -59,12 +67,12 @@ def _unavailable(exc: SQLAlchemyError) -> Unavailable:
 
 
 def _values(
-    body: DestinationIn, ctx: MessengerDep, *, url: str, secret: str
+    body: DestinationIn, ctx: MessengerDep, *, url: str, secret_encrypted: str
 ) -> repository.DestinationValues:
     return repository.DestinationValues(
         channel=body.channel,
         url=url,
-        secret=secret,
+        secret_encrypted=secret_encrypted,
         name=body.name,
         rate_limit_per_second=body.rate_limit_per_second,
         max_concurrency=body.max_concurrency or ctx.settings.destination_concurrency,
@@ -81,7 +89,7 @@ def _values(
 async def create_destination(body: DestinationIn, ctx: MessengerDep) -> DestinationCreated:
     secret = body.secret or generate_secret()
     url = await checked_url(body.url, allow_private=ctx.allow_private, resolver=ctx.resolver)
-    values = _values(body, ctx, url=url, secret=secret)
+    values = _values(body, ctx, url=url, secret_encrypted=ctx.secrets.seal(secret))
     try:
         async with transaction(ctx.sessions) as session:
             row = await repository.create(
@@ -91,7 +99,7 @@ async def create_destination(body: DestinationIn, ctx: MessengerDep) -> Destinat
         raise Conflict("the channel's default destination changed meanwhile; retry") from None
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
-    return DestinationCreated(**{**_out(row).model_dump(), "secret": secret})
+    return DestinationCreated(**{**_out(row, ctx).model_dump(), "secret": secret})
 
 
 @router.get("", summary="List destinations (secrets masked)")
@@ -100,7 +108,7 @@ async def list_destinations(
 ) -> list[DestinationOut]:
     async with ctx.sessions() as session:
         rows = await repository.list_all(session, channel=channel)
-    return [_out(r) for r in rows]
+    return [_out(r, ctx) for r in rows]
 
 
 @router.get("/{destination_id}", summary="Get a destination (secret masked)", responses=_NOT_FOUND)
@@ -109,7 +117,7 @@ async def get_destination(destination_id: str, ctx: MessengerDep) -> Destination
         row = await repository.get(session, destination_id)
     if row is None:
         raise NotFound(f"no destination with id {destination_id}")
-    return _out(row)
+    return _out(row, ctx)
 
 
 @router.put(
@@ -126,7 +134,8 @@ async def replace_destination(
             row = await repository.get(session, destination_id, for_update=True)
             if row is None:
                 raise NotFound(f"no destination with id {destination_id}")
-            values = _values(body, ctx, url=url, secret=body.secret or row.secret)
+            sealed = ctx.secrets.seal(body.secret) if body.secret else row.secret_encrypted
+            values = _values(body, ctx, url=url, secret_encrypted=sealed)
             row = await repository.replace(
                 session, row, values, default=body.default, now=datetime.now(UTC)
             )
@@ -134,7 +143,7 @@ async def replace_destination(
         raise Conflict("the channel's default destination changed meanwhile; retry") from None
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
-    return _out(row)
+    return _out(row, ctx)
 
 
 @router.delete(

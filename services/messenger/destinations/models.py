@@ -11,8 +11,9 @@ from services.messenger.base import Base
 
 
 class Destination(Base):
-    """A webhook receiver. ``secret`` is needed to sign, so it is stored as given (never
-    returned after creation and never logged); at most one default per channel."""
+    """A webhook receiver; at most one default per channel. Its ``whsec_`` secret is needed
+    to sign, so it cannot be hashed: it is stored encrypted (``destinations/secrets.py``),
+    never returned after creation and never logged."""
 
     __tablename__ = "destinations"
 
@@ -20,7 +21,7 @@ class Destination(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(20))
     url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(Text)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
     rate_limit_per_second: Mapped[float] = mapped_column(Float)
     max_concurrency: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean)

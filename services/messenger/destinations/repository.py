@@ -20,7 +20,7 @@ def new_id() -> str:
 class DestinationValues:
     channel: str
     url: str
-    secret: str
+    secret_encrypted: str
     name: str | None
     rate_limit_per_second: float
     max_concurrency: int
@@ -62,7 +62,7 @@ async def create(
         id=dest_id,
         channel=values.channel,
         url=values.url,
-        secret=values.secret,
+        secret_encrypted=values.secret_encrypted,
         name=values.name,
         rate_limit_per_second=values.rate_limit_per_second,
         max_concurrency=values.max_concurrency,
@@ -94,7 +94,7 @@ async def replace(
         await _clear_default(session, values.channel, besides=row.id)
     row.channel = values.channel
     row.url = values.url
-    row.secret = values.secret
+    row.secret_encrypted = values.secret_encrypted
     row.name = values.name
     row.rate_limit_per_second = values.rate_limit_per_second
     row.max_concurrency = values.max_concurrency

@@ -14,22 +14,23 @@ from services.messenger.suppressions.rules import Subject, subjects_to_check
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A destination as the sender needs it (a snapshot taken in the claim transaction)."""
+    """A destination as the sender needs it (a snapshot taken in the claim transaction).
+    ``secret`` is ``None`` when no configured key decrypts it."""
 
     id: str
     url: str
-    secret: str
+    secret: str | None
     enabled: bool
     disabled_reason: str | None
     rate_limit_per_second: float
     max_concurrency: int
 
     @classmethod
-    def of(cls, row: Destination) -> Target:
+    def of(cls, row: Destination, *, secret: str | None) -> Target:
         return cls(
             id=row.id,
             url=row.url,
-            secret=row.secret,
+            secret=secret,
             enabled=row.enabled,
             disabled_reason=row.disabled_reason,
             rate_limit_per_second=row.rate_limit_per_second,
@@ -93,5 +94,12 @@ def plan(
     if not target.enabled:
         why = f": {target.disabled_reason}" if target.disabled_reason else ""
         return Skip(Status.FAILED, f"destination {target.id} is disabled{why}", target.id)
+    if target.secret is None:
+        return Skip(
+            Status.FAILED,
+            f"destination {target.id}'s secret cannot be decrypted with CLM_SECRET_KEY or "
+            "CLM_SECRET_KEYS_OLD: set the key it was stored with, then replay",
+            target.id,
+        )
     template = templates.get(claimed.template) if claimed.template else None
     return Send(target, template)

@@ -22,6 +22,8 @@ from services.messenger.deliveries.claims import ClaimedDelivery
 from services.messenger.deliveries.status import Status, next_state
 from services.messenger.delivery.retry import decide, seeded_rand
 from services.messenger.destinations import repository as destinations
+from services.messenger.destinations.models import Destination
+from services.messenger.destinations.secrets import UndecryptableSecret
 from services.messenger.dispatch.fairness import claim_caps
 from services.messenger.dispatch.plan import Send, Skip, Target, plan
 from services.messenger.dispatch.ratelimit import TokenBucket
@@ -33,7 +35,7 @@ from services.messenger.templates_store import repository as templates
 from services.messenger.webhooks.body import webhook_body
 from services.messenger.webhooks.sender import send_signed
 from shared.db import transaction
-from shared.kafka.consumer import is_transient
+from shared.transient import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,12 @@ class Dispatcher:
         finally:
             await self.drain()
 
+    def _secret(self, row: Destination) -> str | None:
+        try:
+            return self.ctx.secrets.open(row.secret_encrypted)
+        except UndecryptableSecret:
+            return None  # its deliveries fail with the reason (plan)
+
     def _free(self) -> int:
         return self.settings.delivery_concurrency - len(self.tasks)
 
@@ -86,7 +94,7 @@ class Dispatcher:
         unsent: list[Status] = []
         async with transaction(self.ctx.sessions) as session:
             rows = await destinations.list_all(session)
-            targets = {row.id: Target.of(row) for row in rows}
+            targets = {row.id: Target.of(row, secret=self._secret(row)) for row in rows}
             defaults = {row.channel: row.id for row in rows if row.is_default}
             for target in targets.values():
                 self._bucket(target)
@@ -184,6 +192,7 @@ class Dispatcher:
                 await self._record_unsent(claimed, Status.FAILED, error, target.id)
                 return
         body = webhook_body(data, created_at=claimed.action_created_at)
+        assert target.secret is not None  # plan() sends nothing without one
         report = await send_signed(
             self.ctx.http,
             url=target.url,

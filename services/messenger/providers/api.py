@@ -11,6 +11,7 @@ forge callbacks. No admin token is required.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -19,11 +20,14 @@ from fastapi import APIRouter, Query, Request
 
 from services.messenger.context import MessengerDep
 from services.messenger.destinations import repository as destinations
+from services.messenger.destinations.secrets import UndecryptableSecret
 from services.messenger.providers.schemas import ProviderEvents, ProviderEventsResult
 from services.messenger.providers.service import apply_events
 from services.messenger.providers.verify import InvalidSignature, verify
 from shared.db import transaction
 from shared.errors import PayloadTooLarge, Unauthorized
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["provider events"])
 
@@ -55,8 +59,13 @@ async def provider_events(
         raise refused
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
+        secret = ctx.secrets.open(destination.secret_encrypted)
+    except UndecryptableSecret:
+        log.error("cannot verify provider events", extra={"destination": destination.id})
+        raise refused from None
+    try:
         verify(
-            destination.secret,
+            secret,
             headers,
             body,
             now=int(time.time()),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -141,11 +142,10 @@ class Owner:
         try:
             await consumer.start()
             self.count = await _partitions(consumer, self.topic)
+            # Co-partitioned with the events topic: partition p of both goes to p's owner.
+            config = dataclasses.replace(settings.topic_config(), partitions=self.count)
             await ensure_topics(
-                settings.require_kafka_bootstrap(),
-                names=(self.handoff_topic,),
-                partitions=self.count,
-                retention_ms=settings.kafka_topic_retention_ms,
+                settings.require_kafka_bootstrap(), config, names=(self.handoff_topic,)
             )
             await self._reload_config()
             consumer.subscribe([self.topic, self.handoff_topic], listener=_Rebalance(self))

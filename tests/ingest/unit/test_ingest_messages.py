@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,7 +15,6 @@ from services.ingest.tracking.messages import (
     IdentifyMessage,
     PageMessage,
     TrackMessage,
-    derive_message_id,
 )
 from shared.envelope import EventV1
 
@@ -68,7 +68,7 @@ def track(**fields: Any) -> dict[str, Any]:
             "anonymousId must be a string or number, got an object",
         ),
         (track(messageId=[1]), None, "messageId must be a string or number, got a list"),
-        (track(userId=float("nan")), None, "userId must be a string or number, got nan"),
+        (track(userId=float("nan")), None, "userId must be a finite number smaller than 2^64"),
         (track(properties=[]), None, "properties must be an object, got a list"),
         (track(properties="x"), None, "properties must be an object, got 'x'"),
         (track(context=1), None, "context must be an object, got 1"),
@@ -238,30 +238,32 @@ def test_python_datetimes_are_accepted_from_python_callers() -> None:
     assert msg.timestamp == datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def test_a_missing_message_id_is_derived_stably_so_retries_dedupe() -> None:
+def test_a_missing_message_id_is_a_fresh_one_every_time() -> None:
+    # Segment's behaviour: two identical messages without messageId are two events.
     body = {"type": "track", "userId": "u", "event": "x", "properties": {"a": 1, "b": 2}}
-    first = accepted(body | {"sentAt": "2026-11-22T11:00:00Z"})
-    retry = accepted(
-        {"properties": {"b": 2, "a": 1}, "event": "x", "userId": "u", "type": "track"}
-        | {"sentAt": "2026-11-22T11:05:00Z", "writeKey": "wk_other"}
+    first, second = accepted(body), accepted(body)
+    assert first.message_id != second.message_id
+    assert first.event_id != second.event_id
+    assert str(uuid.UUID(first.message_id)) == first.message_id
+
+
+def test_a_blank_message_id_is_a_fresh_one_too() -> None:
+    for blank in ("", "  ", None):
+        assert uuid.UUID(accepted(track(messageId=blank)).message_id).version == 4
+
+
+def test_the_caller_supplies_the_id_of_a_message_without_one() -> None:
+    body = {"type": "track", "userId": "u", "event": "x"}
+    event = parse_message(
+        body, source="s", received_at=NOW, call_type=None, new_id=lambda index: f"given-{index}"
     )
-    assert first.message_id.startswith("auto-")
-    assert len(first.message_id) == len("auto-") + 32
-    assert retry.message_id == first.message_id
-    assert retry.event_id == first.event_id
-    other = accepted(body | {"event": "y"})
-    assert other.message_id != first.message_id
-
-
-def test_a_blank_message_id_is_derived_too() -> None:
-    assert accepted(track(messageId="")).message_id.startswith("auto-")
-    assert accepted(track(messageId=None)).message_id.startswith("auto-")
-
-
-def test_derived_ids_differ_by_call_type() -> None:
-    body = {"userId": "u", "name": "Home"}
-    assert accepted(body, "page").message_id != accepted(body, "screen").message_id
-    assert derive_message_id(body, "page") == accepted(body, "page").message_id
+    assert isinstance(event, EventV1)
+    assert event.message_id == "given-None"
+    kept = parse_message(
+        body | {"messageId": "m-1"}, source="s", received_at=NOW, call_type=None, new_id=str
+    )
+    assert isinstance(kept, EventV1)
+    assert kept.message_id == "m-1"
 
 
 def test_models_validate_segment_shapes_directly() -> None:

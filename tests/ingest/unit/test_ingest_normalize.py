@@ -18,6 +18,7 @@ RECEIVED = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 def norm(raw: dict[str, Any], **kwargs: Any) -> EventV1:
     message = MESSAGE_MODELS[raw["type"]].model_validate(raw)
+    kwargs.setdefault("new_message_id", lambda: "fresh-id")
     return normalize(message, source="shop-eu", received_at=RECEIVED, **kwargs)
 
 
@@ -74,7 +75,17 @@ def test_corrected_minus_timestamp_is_received_minus_sent(
 ) -> None:
     corrected = correct_timestamp(timestamp, sent_at, received_at)
     assert corrected.tzinfo is UTC
-    assert corrected - timestamp == received_at - sent_at
+    if sent_at >= timestamp:
+        assert corrected - timestamp == received_at - sent_at
+    else:  # sent before it happened: sentAt contradicts the message and is ignored
+        assert corrected == timestamp
+
+
+def test_a_sent_at_before_the_timestamp_is_ignored_not_applied() -> None:
+    # sentAt in year 1 would move an event of today to year 4052
+    year_one = datetime(1, 1, 1, tzinfo=UTC)
+    today = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    assert correct_timestamp(today, year_one, RECEIVED) == today
 
 
 @given(timestamp=moments, sent_at=moments, received_at=moments)
@@ -120,7 +131,8 @@ def test_track_becomes_an_event_with_its_name_properties_and_derived_id() -> Non
     assert event.original_timestamp == datetime(2026, 11, 22, 11, 58, tzinfo=UTC)
     assert event.sent_at == datetime(2026, 11, 22, 11, 59, tzinfo=UTC)
     assert event.received_at == RECEIVED
-    assert decode_event(event.to_bytes()) == event
+    # What the engine decodes (shared.envelope.Event) carries the same record.
+    assert EventV1.model_validate_json(decode_event(event.to_bytes()).to_bytes()) == event
 
 
 def test_identify_traits_overlay_context_traits() -> None:
@@ -243,6 +255,8 @@ def test_batch_sent_at_applies_unless_the_message_has_its_own() -> None:
 
 def test_received_at_given_naive_is_utc() -> None:
     message = MESSAGE_MODELS["track"].model_validate({"userId": "u", "event": "x"})
-    event = normalize(message, source="s", received_at=datetime(2026, 11, 22, 12, 0))
+    event = normalize(
+        message, source="s", new_message_id=lambda: "m", received_at=datetime(2026, 11, 22, 12, 0)
+    )
     assert event.received_at == RECEIVED
     assert event.timestamp == RECEIVED
