@@ -54,6 +54,7 @@ class StorefrontHandler:
                     index=index,
                     code=rejection.code,
                     reason=rejection.message,
+                    errors=rejection.errors,
                     payload=record.value,
                     key=record.key,
                 )
