@@ -38,6 +38,7 @@ class RunSettings(BaseSettings):
     ingest_port: int = 8000
     engine_port: int = 8001
     messenger_port: int = 8002
+    console_port: int = 8003
     kafka_port: int = 9092
     kafka_topic_partitions: int = Field(default=8, ge=1)
     log_level: str = "INFO"
@@ -48,6 +49,7 @@ class RunSettings(BaseSettings):
             "ingest": self.ingest_port,
             "trigger_engine": self.engine_port,
             "messenger": self.messenger_port,
+            "console": self.console_port,
         }[service]
 
 
@@ -100,7 +102,9 @@ class Stack:
                 CLM_LOG_LEVEL=self.settings.log_level,
                 CLM_KAFKA_TOPIC_PARTITIONS=str(self.settings.kafka_topic_partitions),
             )
-            env[spec.port_setting] = str(self.settings.port_of(spec.name))
+            # Every port, so the console finds the APIs whatever they were moved to.
+            for other in SERVICES:
+                env[other.port_setting] = str(self.settings.port_of(other.name))
             # A session of its own: Ctrl-C reaches only us, and we stop children in order.
             self.children[spec.name] = subprocess.Popen(
                 [sys.executable, "-m", spec.package],
@@ -178,7 +182,10 @@ def run(settings: RunSettings) -> int:
         lines = ["", "clm is ready"]
         for spec in SERVICES:
             url = f"http://127.0.0.1:{settings.port_of(spec.name)}"
-            lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
+            if spec.name == "console":
+                lines.append(f"  {'ops console':<26}{url}   sign in with the admin token")
+            else:
+                lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
         lines += [
             f"  {'Kafka bootstrap':<26}{bootstrap}",
             f"  {'admin token':<26}{token}",

@@ -35,7 +35,7 @@ def _wait_ready(ports: list[int], proc: subprocess.Popen[bytes], timeout: float)
 
 
 def test_clm_run_starts_everything_and_sigint_leaves_no_process(tmp_path: Path) -> None:
-    ports = [free_port(), free_port(), free_port()]
+    ports = [free_port(), free_port(), free_port(), free_port()]
     env = {
         k: v for k, v in os.environ.items() if k not in ("CLM_DATABASE_URL", "CLM_KAFKA_BOOTSTRAP")
     }
@@ -44,6 +44,7 @@ def test_clm_run_starts_everything_and_sigint_leaves_no_process(tmp_path: Path) 
         CLM_INGEST_PORT=str(ports[0]),
         CLM_ENGINE_PORT=str(ports[1]),
         CLM_MESSENGER_PORT=str(ports[2]),
+        CLM_CONSOLE_PORT=str(ports[3]),
         CLM_KAFKA_PORT=str(free_port()),
     )
     env.pop("CLM_ADMIN_TOKEN", None)
@@ -60,7 +61,7 @@ def test_clm_run_starts_everything_and_sigint_leaves_no_process(tmp_path: Path) 
         descendants = psutil.Process(proc.pid).children(recursive=True)
         postmaster = (tmp_path / "data" / "postgres" / "postmaster.pid").read_text().split()[0]
         watched = [p.pid for p in descendants] + [int(postmaster)]
-        assert len(descendants) >= 4  # three services and the broker
+        assert len(descendants) >= 5  # three services, the console and the broker
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=90)
     finally:
@@ -70,6 +71,7 @@ def test_clm_run_starts_everything_and_sigint_leaves_no_process(tmp_path: Path) 
     text = output.decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     assert "admin token" in text and token in text
+    assert "ops console" in text and f"http://127.0.0.1:{ports[3]}" in text
     alive = [
         pid
         for pid in watched

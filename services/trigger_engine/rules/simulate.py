@@ -68,7 +68,9 @@ def simulate(
     sample: int,
     policy: SendPolicy = NO_POLICY,
 ) -> SimulationOut:
-    simulator = Simulator(rules=RuleSet.of([rule]), lifecycle=lifecycle, policy=policy)
+    # A backtest asks what the rule would do if it ran, so a disabled rule is tried as on.
+    trial = rule if rule.enabled else rule.model_copy(update={"enabled": True})
+    simulator = Simulator(rules=RuleSet.of([trial]), lifecycle=lifecycle, policy=policy)
     for event in events:
         simulator.feed(event, now=event.timestamp)
     simulator.advance_to(end)
