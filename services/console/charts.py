@@ -44,7 +44,7 @@ def nice_ceiling(value: float) -> float:
 
 
 def columns(
-    data: Sequence[tuple[str, float]], *, width: int = 640, height: int = 160, gap: float = 0.2
+    data: Sequence[tuple[str, float]], *, width: int = 960, height: int = 200, gap: float = 0.2
 ) -> BarChart:
     """Vertical bars, left to right in the given order (e.g. one per day)."""
     top = nice_ceiling(max((v for _, v in data), default=0.0))

@@ -203,7 +203,7 @@ async def test_enable_switch_turns_a_rule_off(stack: System) -> None:
         assert (await engine.get(f"/v1/rules/{key}")).json()["enabled"] is False
 
 
-async def _customer_with_events(stack: System, trigger: str) -> str:
+async def customer_with_events(stack: System, trigger: str) -> str:
     customer = unique("ct-cust")
     email = f"{customer}@example.com"
     events: list[EventV1] = [
@@ -231,7 +231,7 @@ async def _customer_with_events(stack: System, trigger: str) -> str:
 async def test_backtest_shows_the_sends_per_day_and_who_they_reach(stack: System) -> None:
     key = unique("ct")
     trigger = f"Console Test {uuid.uuid4().hex}"
-    customer = await _customer_with_events(stack, trigger)
+    customer = await customer_with_events(stack, trigger)
     async with signed_in(stack.console) as client:
         form = rule_form(key, trigger, enabled="")
         await client.post("/rules", data={**form, CSRF_FIELD: client.csrf})  # type: ignore[attr-defined]
@@ -257,7 +257,7 @@ async def test_backtest_shows_the_sends_per_day_and_who_they_reach(stack: System
 
 async def test_customer_search_by_email_and_profile_timeline(stack: System) -> None:
     trigger = f"Console Test {uuid.uuid4().hex}"
-    customer = await _customer_with_events(stack, trigger)
+    customer = await customer_with_events(stack, trigger)
     async with signed_in(stack.console) as client:
         by_email = await client.get("/customers", params={"q": customer.upper() + "@EXAMPLE"})
         by_id = await client.get("/customers", params={"q": customer[:-2]})
