@@ -1,5 +1,7 @@
 """The whole system for the console tests: ingest, a trigger engine, a messenger with fast
-retries, a stand-in provider and the console pointed at them, started once per session."""
+retries, a stand-in provider and the console pointed at them, started once for the
+package and stopped after it (a second messenger or engine must not outlive these tests:
+the other packages' tests expect their own to be the only one)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from tests.support.services import Infra, settings_env, start_service
 from tests.trigger_engine.engine_support import Engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def system(infra: Infra) -> AsyncIterator[System]:
     receiver = Receiver()
     receiver.service = await start_service(receiver.app())

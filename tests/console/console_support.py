@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from services.console.security import CSRF_FIELD
+from tests.messenger.messenger_support import make_action, produce, wait_delivery
 from tests.support.receiver import Receiver
 from tests.support.services import ADMIN_TOKEN, RunningService
 from tests.trigger_engine.engine_support import Engine
@@ -66,6 +67,15 @@ async def signed_in(console: RunningService) -> AsyncIterator[httpx.AsyncClient]
         page = await client.get("/rules")
         client.csrf = csrf_of(page.text)  # type: ignore[attr-defined]
         yield client
+
+
+async def dead_delivery(stack: System, destination: str) -> tuple[str, dict[str, Any]]:
+    """An action for ``destination`` (whose receiver fails every attempt), once it is dead:
+    (action id, the delivery)."""
+    action = make_action(unique("dead"), channel="push", destination=destination)
+    await produce(stack.engine.infra, action)
+    dead = await wait_delivery(stack.messenger, action.action_id, "dead", timeout=30)
+    return action.action_id, dead
 
 
 def unique(prefix: str) -> str:

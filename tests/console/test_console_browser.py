@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.console.console_support import System, unique
+from tests.console.console_support import System, dead_delivery, unique
 from tests.console.test_console_routes import PAGES, customer_with_events
-from tests.messenger.messenger_support import FAST_SCHEDULE, make_action, produce, wait_delivery
+from tests.messenger.messenger_support import FAST_SCHEDULE, wait_delivery
 from tests.support.services import ADMIN_TOKEN
 
 CHROMIUM = os.environ.get("CLM_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -165,13 +165,11 @@ async def test_replay_a_dead_delivery(page: Any, stack: System) -> None:
         )
     destination = created.json()["id"]
     stack.created_destinations.append(destination)
-    action = make_action(unique("cb-dead"), channel="push", destination=destination)
-    await produce(stack.engine.infra, action)
-    dead = await wait_delivery(stack.messenger, action.action_id, "dead", timeout=30)
+    action_id, dead = await dead_delivery(stack, destination)
     await page.goto("/deliveries?status=dead")
     row = page.locator("tr", has=page.locator(f"form[action='/deliveries/{dead['id']}/replay']"))
     await shot(page, "deliveries-dead")
     await row.locator("text=Replay").click()
     await page.locator(".flash", has_text="Replay queued").wait_for()
-    delivered = await wait_delivery(stack.messenger, action.action_id, "delivered")
+    delivered = await wait_delivery(stack.messenger, action_id, "delivered")
     assert delivered["id"] == dead["id"]

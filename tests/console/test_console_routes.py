@@ -10,8 +10,15 @@ import pytest
 
 from services.console.security import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
 from shared.envelope import EventV1
-from tests.console.console_support import System, csrf_of, rule_form, signed_in, unique
-from tests.messenger.messenger_support import FAST_SCHEDULE, make_action, produce, wait_delivery
+from tests.console.console_support import (
+    System,
+    csrf_of,
+    dead_delivery,
+    rule_form,
+    signed_in,
+    unique,
+)
+from tests.messenger.messenger_support import FAST_SCHEDULE, wait_delivery
 from tests.support.receiver import eventually
 from tests.trigger_engine.engine_support import event
 from tests.trigger_engine.engine_support import produce as produce_events
@@ -290,9 +297,7 @@ async def test_dead_delivery_is_listed_and_replayed(stack: System) -> None:
             listed = (await messenger.get("/v1/destinations", params={"channel": "push"})).json()
         destination = next(d["id"] for d in listed["items"] if d["url"] == hook.url)
         stack.created_destinations.append(destination)
-        action = make_action(unique("ct-dead"), channel="push", destination=destination)
-        await produce(stack.engine.infra, action)
-        dead = await wait_delivery(stack.messenger, action.action_id, "dead", timeout=30)
+        action_id, dead = await dead_delivery(stack, destination)
         page = await client.get("/deliveries", params={"status": "dead"})
         assert dead["id"] in page.text and "Replay all dead" in page.text
         replayed = await client.post(
@@ -300,7 +305,7 @@ async def test_dead_delivery_is_listed_and_replayed(stack: System) -> None:
             data={CSRF_FIELD: client.csrf, "back": "/deliveries?status=dead"},  # type: ignore[attr-defined]
         )
         assert replayed.status_code == 303
-        delivered = await wait_delivery(stack.messenger, action.action_id, "delivered")
+        delivered = await wait_delivery(stack.messenger, action_id, "delivered")
         assert delivered["attempt_count"] > dead["attempt_count"]
         flash = await client.get("/deliveries?status=dead")
         assert "Replay queued" in flash.text

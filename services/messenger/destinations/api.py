@@ -109,13 +109,17 @@ async def list_destinations(
     return whole([_out(r) for r in rows])
 
 
-@router.get("/{destination_id}", summary="Get a destination (secret masked)", responses=_NOT_FOUND)
-async def get_destination(destination_id: str, ctx: MessengerDep) -> DestinationOut:
+async def _existing(ctx: MessengerDep, destination_id: str) -> Destination:
     async with ctx.sessions() as session:
         row = await repository.get(session, destination_id)
     if row is None:
         raise NotFound(f"no destination with id {destination_id}")
-    return _out(row)
+    return row
+
+
+@router.get("/{destination_id}", summary="Get a destination (secret masked)", responses=_NOT_FOUND)
+async def get_destination(destination_id: str, ctx: MessengerDep) -> DestinationOut:
+    return _out(await _existing(ctx, destination_id))
 
 
 @router.put(
@@ -169,10 +173,7 @@ async def patch_destination(
     responses=_NOT_FOUND,
 )
 async def test_destination(destination_id: str, ctx: MessengerDep) -> TestSendOut:
-    async with ctx.sessions() as session:
-        row = await repository.get(session, destination_id)
-    if row is None:
-        raise NotFound(f"no destination with id {destination_id}")
+    row = await _existing(ctx, destination_id)
     now = datetime.now(UTC)
     webhook_id = "test_" + uuid.uuid4().hex
     report = await send_signed(
