@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console.clients import LABELS, ApiError, Service
 from services.console.context import ConsoleContext
@@ -138,6 +139,24 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             status_code=502 if exc.status >= 500 else exc.status,
             title="The request was refused" if exc.status < 500 else "A service is not answering",
             message=exc.message,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return render(
+                request,
+                "error.html",
+                status_code=404,
+                title="No such page",
+                message=f"The console has no page at {request.url.path}.",
+            )
+        return render(
+            request,
+            "error.html",
+            status_code=exc.status_code,
+            title="Refused",
+            message=str(exc.detail),
         )
 
     app.include_router(health_router)

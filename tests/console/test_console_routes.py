@@ -138,6 +138,14 @@ async def test_a_form_without_the_csrf_token_is_refused(stack: System, path: str
     assert still_in.status_code == 200  # a refused sign-out signs nobody out
 
 
+async def test_an_unknown_page_is_a_page_that_says_so(stack: System) -> None:
+    async with signed_in(stack.console) as client:
+        response = await client.get("/no-such-page")
+        wrong_method = await client.delete("/rules")
+    assert response.status_code == 404 and "No such page" in response.text
+    assert wrong_method.status_code == 405 and "<h1>" in wrong_method.text
+
+
 async def test_sign_out_ends_the_session(stack: System) -> None:
     async with signed_in(stack.console) as client:
         cookie = client.cookies[SESSION_COOKIE]
