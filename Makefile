@@ -48,6 +48,10 @@ bench-ingest: $(STAMP) ## Measure Tracking API throughput (events/s accepted and
 bench: $(STAMP) ## Trigger engine end to end on a synthetic storefront (events/s, raw rate, latency)
 	$(PY) -m bench.engine $(BENCH_ARGS)
 
+.PHONY: bench-fold
+bench-fold: $(STAMP) ## The engine's pure fold alone (decode, core, state encoding): CPU µs per event
+	$(PY) -m bench.fold $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove the embedded data dir (.clm) and caches
 	rm -rf .clm .pytest_cache .mypy_cache .ruff_cache

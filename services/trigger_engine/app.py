@@ -54,7 +54,10 @@ def start_jobs(ctx: EngineContext, supervisor: Supervisor) -> None:
             ),
         )
     supervisor.start(
-        "gauges", lambda stop: run_gauges(ctx.sessions, stop, every=cfg.gauges_seconds)
+        "gauges",
+        lambda stop: run_gauges(
+            ctx.sessions, stop, every=cfg.gauges_seconds, topic=cfg.events_topic
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from services.trigger_engine.customers.models import Customer, IdentityLink, Sta
 from services.trigger_engine.events.models import StoredEvent
 from services.trigger_engine.lifecycle.models import LifecyclePassRow, LifecycleVersionRow
 from services.trigger_engine.outbox.models import OutboxRow
+from services.trigger_engine.partitions.models import PartitionRow
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from services.trigger_engine.runs.models import RunEventRow
 from services.trigger_engine.send_policy.models import SendPolicyVersionRow
@@ -24,6 +25,7 @@ __all__ = [
     "LifecyclePassRow",
     "LifecycleVersionRow",
     "OutboxRow",
+    "PartitionRow",
     "RuleRow",
     "RuleVersionRow",
     "RunEventRow",

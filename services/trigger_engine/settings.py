@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from datetime import timedelta
 from typing import Final
 
 from pydantic import Field, field_validator
@@ -50,6 +51,27 @@ class EngineSettings(ServiceSettings):
         default=30.0, gt=0, description="How long a claimed timer is reserved for its worker."
     )
     timer_batch: int = Field(default=500, ge=1, description="Timers claimed per round.")
+    watermark_lateness_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="How far a partition's watermark stays behind the newest record time "
+        "folded (and behind the instant of a caught-up check): the largest clock difference "
+        "expected between the hosts producing to clm.events and this engine. Every timer "
+        "fires at least this long after it is due.",
+    )
+    watermark_check_ms: int = Field(
+        default=200,
+        ge=10,
+        description="How often the consumer checks whether it has caught up with the end of "
+        "its partitions (what moves the watermark of a partition that receives nothing).",
+    )
+    late_timer_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A timer that was already due when its trigger arrived (events queued "
+        "offline, a backfill) waits this long after the arrival for the rest of the late "
+        "burst, so that a purchase made before the due time still cancels it.",
+    )
     run_lifecycle_passes: bool = Field(
         default=True,
         description="After a lifecycle model change, re-evaluate every existing customer's "
@@ -106,6 +128,14 @@ class EngineSettings(ServiceSettings):
         ge=1,
         description="Rows one retention statement deletes (one short transaction each).",
     )
+
+    @property
+    def watermark_lateness(self) -> timedelta:
+        return timedelta(milliseconds=self.watermark_lateness_ms)
+
+    @property
+    def late_timer_grace(self) -> timedelta:
+        return timedelta(seconds=self.late_timer_grace_seconds)
 
     @field_validator("event_retention_days")
     @classmethod

@@ -76,6 +76,8 @@ class Decoded(Generic[T]):
 
 Decoder = Callable[[ConsumerRecord], T]
 Handler = Callable[[Sequence[Decoded[T]]], Awaitable[None]]
+#: Called before every poll: every record returned so far is handled and committed.
+BetweenBatches = Callable[[], Awaitable[None]]
 
 
 class ConsumerLoop(Generic[T]):
@@ -93,6 +95,7 @@ class ConsumerLoop(Generic[T]):
         poll_timeout_ms: int = 500,
         fill_ms: int = 0,
         max_backoff: float = 10.0,
+        between_batches: BetweenBatches | None = None,
     ) -> None:
         self.consumer = consumer
         self.group = group
@@ -103,6 +106,7 @@ class ConsumerLoop(Generic[T]):
         self.poll_timeout_ms = poll_timeout_ms
         self.fill_ms = fill_ms
         self.max_backoff = max_backoff
+        self.between_batches = between_batches
         self.batches = 0
         self.records = 0
 
@@ -119,6 +123,8 @@ class ConsumerLoop(Generic[T]):
         while not stop.is_set():
             if max_batches is not None and self.batches >= max_batches:
                 break
+            if self.between_batches is not None:
+                await self.between_batches()
             records = await self._poll()
             if not records:
                 if idle_timeout is not None and time.monotonic() - last_data > idle_timeout:

@@ -10,12 +10,21 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from services.trigger_engine.app import create_app
 from services.trigger_engine.settings import EngineSettings
 from shared import topics
-from shared.envelope import ActionV1, ErasureV1, EventV1, decode_action_topic
+from shared.envelope import (
+    ActionV1,
+    ErasureV1,
+    Event,
+    EventV1,
+    decode_action_topic,
+    decode_event,
+)
 from shared.ids import event_id
+from shared.kafka.consumer import Decoded
 from tests.support.kafka import collect
 from tests.support.services import Infra, RunningService, settings_env, start_service
 
@@ -154,6 +163,15 @@ def event(
         timestamp=when,
         received_at=max(when, now()),
     )
+
+
+def decoded(item: EventV1) -> Decoded[Event]:
+    """``item`` as the engine's consumer hands it to its batch handler (partition 0)."""
+    value = item.to_bytes()
+    record = ConsumerRecord(
+        topics.EVENTS, 0, 0, 0, 0, item.customer_key.encode(), value, None, 0, len(value), ()
+    )
+    return Decoded(record, decode_event(value))
 
 
 async def produce(producer: AIOKafkaProducer, *events: EventV1) -> None:

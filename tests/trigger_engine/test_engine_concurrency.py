@@ -13,16 +13,13 @@ import asyncio
 from collections.abc import Awaitable
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trigger_engine.consumer.handler import EventBatchHandler
 from services.trigger_engine.context import EngineContext
-from shared.envelope import EventV1
-from shared.kafka.consumer import Decoded
-from tests.trigger_engine.engine_support import Engine, event, eventually
+from tests.trigger_engine.engine_support import Engine, decoded, event, eventually
 
 _WAITING_BEHIND = text(
     "SELECT pid FROM pg_stat_activity "
@@ -32,14 +29,6 @@ _WAITING_BEHIND = text(
 
 def _retries() -> float:
     return REGISTRY.get_sample_value("clm_engine_batch_retries_total") or 0.0
-
-
-def _decoded(item: EventV1) -> Decoded[EventV1]:
-    value = item.to_bytes()
-    record = ConsumerRecord(
-        "clm.events", 0, 0, 0, 0, item.customer_key.encode(), value, None, 0, len(value), ()
-    )
-    return Decoded(record, item)
 
 
 async def _queue_behind(
@@ -71,9 +60,9 @@ async def test_merge_racing_an_anonymous_event_keeps_the_whole_cart(
     anonymous, user = f"{prefix}-anon", f"{prefix}-user"
     p1 = {"product_id": "p1", "price": 10}
     p2 = {"product_id": "p2", "price": 20}
-    await instance_a([_decoded(event(anonymous, "Product Added", anonymous=True, properties=p1))])
-    added = _decoded(event(anonymous, "Product Added", anonymous=True, properties=p2))
-    identify = _decoded(
+    await instance_a([decoded(event(anonymous, "Product Added", anonymous=True, properties=p1))])
+    added = decoded(event(anonymous, "Product Added", anonymous=True, properties=p2))
+    identify = decoded(
         event(user, None, call="identify", anonymous_id=anonymous, traits={"email": "x@y.z"})
     )
     batches = {"identify": lambda: instance_b([identify]), "added": lambda: instance_a([added])}

@@ -12,7 +12,7 @@ from aiokafka.structs import TopicPartition
 
 from services.trigger_engine.consumer.handler import EventBatchHandler, decode
 from services.trigger_engine.context import EngineContext
-from shared.envelope import EventV1
+from shared.envelope import Event
 from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import ConsumerLoop
 from tests.support.services import Infra
@@ -61,7 +61,7 @@ class Crash(Exception):
     """The process died after the database commit, before the Kafka offset commit."""
 
 
-class CrashBeforeOffsetCommit(ConsumerLoop[EventV1]):
+class CrashBeforeOffsetCommit(ConsumerLoop[Event]):
     async def _commit(self, records: Any) -> None:
         raise Crash
 
@@ -97,7 +97,7 @@ async def test_a_batch_replayed_after_a_crash_before_the_offset_commit_sends_not
         await producer.send_and_wait(topic, item.to_bytes(), key=shopper.encode())
     group = f"it-replay-{uuid.uuid4().hex[:8]}"
 
-    def loop(consumer: AIOKafkaConsumer, kind: type[ConsumerLoop[EventV1]]) -> Any:
+    def loop(consumer: AIOKafkaConsumer, kind: type[ConsumerLoop[Event]]) -> Any:
         return kind(
             consumer,
             group=group,

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from aiokafka.structs import ConsumerRecord
-
 from services.trigger_engine.consumer.handler import EventBatchHandler
 from services.trigger_engine.context import EngineContext
 from services.trigger_engine.processing.cache import StateCache
-from shared.envelope import EventV1
+from shared.envelope import Event
 from shared.kafka.consumer import Decoded
-from tests.trigger_engine.engine_support import Engine, event
+from tests.trigger_engine.engine_support import Engine, decoded, event
 
 
-def _decoded(item: EventV1) -> Decoded[EventV1]:
-    value = item.to_bytes()
-    record = ConsumerRecord(
-        "clm.events", 0, 0, 0, 0, item.customer_key.encode(), value, None, 0, len(value), ()
-    )
-    return Decoded(record, item)
-
-
-def _added(customer: str, product: str) -> Decoded[EventV1]:
+def _added(customer: str, product: str) -> Decoded[Event]:
     properties = {"product_id": product, "price": 10}
-    return _decoded(event(customer, "Product Added", properties=properties))
+    return decoded(event(customer, "Product Added", properties=properties))
 
 
 async def _cart(engine: Engine, customer: str) -> list[str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from services.trigger_engine.consumer.caught_up import CaughtUpCheck
 from services.trigger_engine.consumer.handler import EventBatchHandler, decode
 from services.trigger_engine.context import EngineContext
-from shared.envelope import EventV1
+from shared.envelope import Event
 from shared.kafka.consumer import ConsumerLoop, create_consumer
 
 
@@ -22,16 +23,17 @@ async def run_event_consumer(
     """Consume until stopped (or a bound is reached); returns the records handled."""
     settings = ctx.settings
     group = group_id or settings.consumer_group
+    topic_name = topic or settings.events_topic
     consumer = create_consumer(
         settings.require_kafka_bootstrap(),
-        topic or settings.events_topic,
+        topic_name,
         group_id=group,
         client_id=f"clm-trigger-engine-{settings.instance_id}",
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
     await consumer.start()
     try:
-        loop: ConsumerLoop[EventV1] = ConsumerLoop(
+        loop: ConsumerLoop[Event] = ConsumerLoop(
             consumer,
             group=group,
             decode=decode,
@@ -39,6 +41,9 @@ async def run_event_consumer(
             dead_letters=ctx.dead_letters,
             max_records=settings.consumer_max_records,
             fill_ms=settings.consumer_fill_ms,
+            # An idle poll returns within this, so the caught-up check keeps its interval.
+            poll_timeout_ms=min(500, settings.watermark_check_ms),
+            between_batches=CaughtUpCheck(ctx, consumer, topic_name),
         )
         return await loop.run(stop, max_batches=max_batches, idle_timeout=idle_timeout)
     finally:

@@ -8,28 +8,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import isfinite
 from typing import Any
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import views
 from .conditions import Condition, holds, resolve
 from .effects import CancelTimer, CustomerSnapshot, Effect, SetTimer
 from .inputs import TimerKind
 from .lifecycle import LifecycleModel, Timeline
+from .plain import json_view
 from .policy import NO_POLICY, SendPolicy
 from .ruleset import RuleSet
 from .state import CustomerState, PendingTimer
 
 
-@dataclass
+@dataclass(slots=True)
 class StepContext:
     state: CustomerState
     rules: RuleSet
     lifecycle: LifecycleModel
     now: datetime
     policy: SendPolicy = NO_POLICY
+    #: when the input being applied arrived (an event's ``received_at``); None for a timer or
+    #: a lifecycle change. Recorded on the timers the input sets (``PendingTimer.arrived_at``).
+    arrived_at: datetime | None = None
     effects: list[Effect] = field(default_factory=list)
+    #: the stage or the stage timer may no longer be what the model gives: this step
+    #: evaluated the model, or changed what it reads (see :func:`.stages.settled`)
+    stage_stale: bool = False
     _profile_view: dict[str, Any] | None = None
     _timeline: Timeline | None = None
 
@@ -45,9 +53,17 @@ class StepContext:
         *,
         run_id: str | None = None,
         rule_key: str | None = None,
+        arrived_at: datetime | None = None,
     ) -> None:
+        """Set (or re-set) a timer; ``arrived_at`` defaults to the current input's arrival."""
+        arrived = arrived_at if arrived_at is not None else self.arrived_at
         self.state.timers[timer_id] = PendingTimer(
-            timer_id=timer_id, kind=kind, due_at=due_at, run_id=run_id, rule_key=rule_key
+            timer_id=timer_id,
+            kind=kind,
+            due_at=due_at,
+            run_id=run_id,
+            rule_key=rule_key,
+            arrived_at=arrived,
         )
         self.effects.append(
             SetTimer(
@@ -57,6 +73,7 @@ class StepContext:
                 kind=kind,
                 run_id=run_id,
                 rule_key=rule_key,
+                arrived_at=arrived,
             )
         )
 
@@ -71,8 +88,18 @@ class StepContext:
         if profile:
             self._timeline = None
 
+    def profile_changed(self, touched: int) -> None:
+        """After an event changed the ``touched`` parts of the profile (``profile.SEEN`` |
+        ...): the timeline is kept unless the lifecycle model reads one of them."""
+        if touched:
+            self._profile_view = None
+            if touched & self.lifecycle.compiled.reads:
+                self._timeline = None
+                self.stage_stale = True
+
     def timeline(self) -> Timeline:
         """The profile's stages over time under the lifecycle model (see :class:`Timeline`)."""
+        self.stage_stale = True
         if self._timeline is None:
             self._timeline = self.lifecycle.compiled.timeline(self.state.profile)
         return self._timeline
@@ -80,7 +107,8 @@ class StepContext:
     def profile_view(self) -> dict[str, Any]:
         """``profile.*`` as conditions see it: the profile plus its stage."""
         if self._profile_view is None:
-            view = self.state.profile.model_dump(mode="json", exclude={"order_log"})
+            view = json_view(self.state.profile)
+            del view["order_log"]
             view["stage"] = self.state.stage
             view["stage_entered_at"] = (
                 self.state.stage_entered_at.isoformat() if self.state.stage_entered_at else None
@@ -90,7 +118,7 @@ class StepContext:
             self._profile_view = view
         return self._profile_view
 
-    def matches(self, conditions: list[Condition], event: EventV1 | None = None) -> bool:
+    def matches(self, conditions: list[Condition], event: Event | None = None) -> bool:
         """All ``conditions`` hold on the views (read live where :mod:`.views` can)."""
         data: dict[str, Any] | None = None
         for condition in conditions:
@@ -99,7 +127,7 @@ class StepContext:
                 if data is None:
                     data = {"profile": self.profile_view()}
                     if event is not None:
-                        data["event"] = event.model_dump(mode="json")
+                        data["event"] = json_view(event)
                 actual = resolve(condition.path, data)
             if not holds(condition, actual):
                 return False
@@ -116,10 +144,18 @@ class StepContext:
         )
 
     def cart(self) -> dict[str, Any]:
+        """The open cart as the webhook's ``context.cart`` (JSON values)."""
         cart = self.state.profile.cart
         return {
             "products": [
-                item.model_dump(mode="json", exclude={"added_at"}) for item in cart.products
+                {
+                    "product_id": item.product_id,
+                    "sku": item.sku,
+                    "name": item.name,
+                    "price": item.price if item.price is None or isfinite(item.price) else None,
+                    "quantity": item.quantity,
+                }
+                for item in cart.products
             ],
             "value": cart.value,
         }

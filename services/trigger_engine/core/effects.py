@@ -2,39 +2,43 @@
 
 Every effect carries an id derived from its cause (timer id, action id, run id), so writing
 the effects of a replayed step a second time is a no-op under ``ON CONFLICT DO NOTHING``.
+Each kind names itself in ``type`` (a class attribute: nothing to build per effect).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 from shared.envelope import ActionV1
 
 from .inputs import TimerKind
+from .plain import json_view
 
 
-class _Effect(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _Effect(msgspec.Struct, frozen=True, kw_only=True):
     customer_key: str
 
 
-class SetTimer(_Effect):
-    """Fire ``TimerFired`` for this customer at ``due_at`` (durable; at least once)."""
+class SetTimer(_Effect, frozen=True, kw_only=True):
+    """Fire ``TimerFired`` for this customer at ``due_at`` (durable; at least once).
 
-    type: Literal["set_timer"] = "set_timer"
+    ``arrived_at``: when the input that set it arrived (see ``PendingTimer.arrived_at``).
+    """
+
+    type: ClassVar[str] = "set_timer"
     timer_id: str
     due_at: datetime
     kind: TimerKind
     run_id: str | None = None
     rule_key: str | None = None
+    arrived_at: datetime | None = None
 
 
-class CancelTimer(_Effect):
-    type: Literal["cancel_timer"] = "cancel_timer"
+class CancelTimer(_Effect, frozen=True, kw_only=True):
+    type: ClassVar[str] = "cancel_timer"
     timer_id: str
 
 
@@ -42,10 +46,10 @@ TransitionCause = Literal["event", "time", "merge", "model"]
 """What moved the stage: an event, time passing, a merge, or a new lifecycle model."""
 
 
-class StageTransition(_Effect):
+class StageTransition(_Effect, frozen=True, kw_only=True):
     """A row of the customer's stage history."""
 
-    type: Literal["stage_transition"] = "stage_transition"
+    type: ClassVar[str] = "stage_transition"
     from_stage: str | None
     to_stage: str
     at: datetime
@@ -55,29 +59,23 @@ class StageTransition(_Effect):
     reactivated: bool = False
 
 
-class OfferOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class OfferOut(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     kind: str | None = None
     value: float | None = None
     expires_at: datetime | None = None
 
 
-class CustomerSnapshot(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class CustomerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     email: str | None = None
     phone: str | None = None
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = msgspec.field(default_factory=dict)
     stage: str | None = None
 
 
-class TriggerRef(BaseModel):
+class TriggerRef(msgspec.Struct, frozen=True, kw_only=True):
     """What started the run: the storefront event, the stage entered, or the missing event."""
-
-    model_config = ConfigDict(frozen=True)
 
     type: str
     event: str | None = None
@@ -85,18 +83,16 @@ class TriggerRef(BaseModel):
     stage: str | None = None
 
 
-class ActionContext(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ActionContext(msgspec.Struct, frozen=True, kw_only=True):
     cart: dict[str, Any]
     offer: OfferOut | None = None
     trigger: TriggerRef
 
 
-class EmitAction(_Effect):
+class EmitAction(_Effect, frozen=True, kw_only=True):
     """A message to send: becomes an outbox row and then an ``ActionV1`` on ``clm.actions``."""
 
-    type: Literal["emit_action"] = "emit_action"
+    type: ClassVar[str] = "emit_action"
     action_id: str
     run_id: str
     rule: str
@@ -118,8 +114,8 @@ class EmitAction(_Effect):
             "step": self.step,
             "channel": self.channel,
             "template": self.template,
-            "customer": self.customer.model_dump(mode="json"),
-            "context": self.context.model_dump(mode="json"),
+            "customer": json_view(self.customer),
+            "context": json_view(self.context),
         }
 
     def to_action(self) -> ActionV1:
@@ -133,7 +129,7 @@ class EmitAction(_Effect):
         )
 
 
-class _RunRecord(_Effect):
+class _RunRecord(_Effect, frozen=True, kw_only=True):
     run_id: str
     rule: str
     rule_version: int
@@ -141,8 +137,8 @@ class _RunRecord(_Effect):
     at: datetime
 
 
-class RunStarted(_RunRecord):
-    type: Literal["run_started"] = "run_started"
+class RunStarted(_RunRecord, frozen=True, kw_only=True):
+    type: ClassVar[str] = "run_started"
     trigger: TriggerRef
 
 
@@ -150,28 +146,28 @@ ExitReason = Literal["exit_when", "audience", "rule_disabled", "rule_version_mis
 SkipReason = Literal["opted_out", "no_opt_in", "frequency_capped"]
 
 
-class RunExited(_RunRecord):
-    type: Literal["run_exited"] = "run_exited"
+class RunExited(_RunRecord, frozen=True, kw_only=True):
+    type: ClassVar[str] = "run_exited"
     reason: ExitReason
     step: int
 
 
-class RunCompleted(_RunRecord):
-    type: Literal["run_completed"] = "run_completed"
+class RunCompleted(_RunRecord, frozen=True, kw_only=True):
+    type: ClassVar[str] = "run_completed"
 
 
-class HeldOut(_RunRecord):
+class HeldOut(_RunRecord, frozen=True, kw_only=True):
     """A send skipped because the customer is in the rule's holdout group."""
 
-    type: Literal["held_out"] = "held_out"
+    type: ClassVar[str] = "held_out"
     step: int
     action_id: str
 
 
-class SendDeferred(_RunRecord):
+class SendDeferred(_RunRecord, frozen=True, kw_only=True):
     """A send postponed by the send policy's quiet hours; the run resumes it at ``until``."""
 
-    type: Literal["send_deferred"] = "send_deferred"
+    type: ClassVar[str] = "send_deferred"
     step: int
     action_id: str
     channel: str
@@ -179,24 +175,24 @@ class SendDeferred(_RunRecord):
     reason: Literal["quiet_hours"] = "quiet_hours"
 
 
-class SendSkipped(_RunRecord):
+class SendSkipped(_RunRecord, frozen=True, kw_only=True):
     """A send the send policy refused (no consent, frequency cap); the run goes on."""
 
-    type: Literal["send_skipped"] = "send_skipped"
+    type: ClassVar[str] = "send_skipped"
     step: int
     action_id: str
     channel: str
     reason: SkipReason
 
 
-class Converted(_RunRecord):
+class Converted(_RunRecord, frozen=True, kw_only=True):
     """The goal event happened within the goal window (treated and held-out runs alike)."""
 
-    type: Literal["converted"] = "converted"
+    type: ClassVar[str] = "converted"
     message_id: str
 
 
-Effect = Annotated[
+Effect = (
     SetTimer
     | CancelTimer
     | StageTransition
@@ -207,6 +203,5 @@ Effect = Annotated[
     | HeldOut
     | SendDeferred
     | SendSkipped
-    | Converted,
-    Field(discriminator="type"),
-]
+    | Converted
+)

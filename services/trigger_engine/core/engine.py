@@ -5,7 +5,7 @@
 The I/O layer calls it once per input for one customer, then, in one transaction, stores
 ``new_state`` and applies ``effects`` (timers, outbox rows for actions, stage history, run
 stats), all keyed by derived ids so a replay writes nothing new. ``now`` is the processing
-clock (wall clock live, virtual in back-tests); event time is ``EventV1.timestamp``.
+clock (wall clock live, virtual in back-tests); event time is ``Event.timestamp``.
 
 Stage changes are handled inside the call: ``step`` derives the ``StageChanged`` and starts
 the stage-triggered rules itself (one level deep, since runs never alter the profile).
@@ -16,13 +16,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import derive, inactivity, runs, stages
 from .context import StepContext
 from .effects import Effect, TriggerRef
 from .inputs import LifecycleChanged, TimerFired
 from .lifecycle import LifecycleModel
+from .plain import deep_copy
 from .policy import NO_POLICY, SendPolicy
 from .profile import apply_event_in_place
 from .rules import EventTrigger
@@ -33,7 +34,7 @@ from .state import RECENT_EVENT_IDS, CustomerState, PendingTimer
 LATE_GOAL_GRACE: Final = timedelta(days=1)
 
 
-StepInput = EventV1 | TimerFired | LifecycleChanged
+StepInput = Event | TimerFired | LifecycleChanged
 
 
 class StepResult(NamedTuple):
@@ -63,7 +64,7 @@ def step(
     if is_noop(state, input, now=now):
         return StepResult(state, [])
     ctx = StepContext(
-        state=state.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now, policy=policy
+        state=deep_copy(state), rules=rules, lifecycle=lifecycle, now=now, policy=policy
     )
     apply(ctx, input)
     return StepResult(ctx.state, ctx.effects)
@@ -73,7 +74,7 @@ def is_noop(state: CustomerState, input: StepInput, *, now: datetime) -> bool:
     """Whether ``input`` leaves ``state`` unchanged with no effects (see :func:`step`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
-    if isinstance(input, EventV1):
+    if isinstance(input, Event):
         return input.event_id_text in state.recent_event_ids
     if isinstance(input, LifecycleChanged):
         return False
@@ -90,35 +91,41 @@ def apply(ctx: StepContext, input: StepInput) -> None:
     if isinstance(input, LifecycleChanged):
         follow_lifecycle(ctx, input)
         return
-    if isinstance(input, EventV1):
+    if isinstance(input, Event):
+        ctx.arrived_at = input.received_at
         _on_event(ctx, input)
     else:
         _on_timer(ctx, ctx.state.timers.pop(input.timer_id))
-    stages.reschedule_timer(ctx)
+    if not stages.settled(ctx, ctx.now):
+        stages.reschedule_timer(ctx)
     inactivity.prune(ctx)
     prune_runs(ctx)
 
 
-def _on_event(ctx: StepContext, event: EventV1) -> None:
+def _on_event(ctx: StepContext, event: Event) -> None:
     state = ctx.state
     seen = state.recent_event_ids  # the step's own list (see ``apply``): changed in place
     seen.append(event.event_id_text)
     if len(seen) > RECENT_EVENT_IDS:
         del seen[: len(seen) - RECENT_EVENT_IDS]
-    stages.catch_up(ctx, until=min(event.timestamp, ctx.now))
+    until = min(event.timestamp, ctx.now)
+    if not stages.settled(ctx, until):
+        stages.catch_up(ctx, until=until)
     orders_before = state.profile.orders
-    apply_event_in_place(state.profile, event)  # ctx.state is the step's own copy
-    ctx.invalidate_views()
-    runs.on_event(ctx, event)
+    # ctx.state is the step's own copy
+    ctx.profile_changed(apply_event_in_place(state.profile, event))
+    if state.runs and ctx.rules.listens_to(event.event):
+        runs.on_event(ctx, event)
     inactivity.on_event(ctx, event)
-    stages.update(
-        ctx,
-        evaluated_at=ctx.now,
-        at=event.timestamp,
-        cause="event",
-        event=event,
-        orders_before=orders_before,
-    )
+    if not stages.settled(ctx, ctx.now):
+        stages.update(
+            ctx,
+            evaluated_at=ctx.now,
+            at=event.timestamp,
+            cause="event",
+            event=event,
+            orders_before=orders_before,
+        )
     for rule in ctx.rules.triggered_by(event.event):
         trigger = rule.trigger
         if (
@@ -155,6 +162,7 @@ def follow_lifecycle(ctx: StepContext, change: LifecycleChanged) -> None:
     caller need not write it.
     """
     state = ctx.state
+    evaluated_under = state.stage_model
     timer = state.timers.get(state.stage_timer_id) if state.stage_timer_id else None
     if timer is not None and timer.due_at <= ctx.now:
         ctx.cancel_timer(timer.timer_id)
@@ -167,19 +175,23 @@ def follow_lifecycle(ctx: StepContext, change: LifecycleChanged) -> None:
         cause_message_id=derive.lifecycle_message_id(change.lifecycle_version),
     )
     stages.reschedule_timer(ctx)
+    if not ctx.effects:
+        # Unchanged means unchanged: the next event evaluates this customer under the new
+        # model in full once (and records that it did), instead of the pass writing it now.
+        state.stage_model = evaluated_under
 
 
 def prune_runs(ctx: StepContext) -> None:
     """Forget finished runs once no goal can still convert them."""
-    state = ctx.state
-    for run_id in sorted(state.runs):
-        run = state.runs[run_id]
-        if run.status == "active":
-            continue
-        window_open = (
-            run.goal_deadline is not None
-            and not run.converted
-            and ctx.now <= run.goal_deadline + LATE_GOAL_GRACE
+    runs = ctx.state.runs
+    now = ctx.now
+    done = [
+        run_id
+        for run_id, run in runs.items()
+        if run.status != "active"
+        and (
+            run.goal_deadline is None or run.converted or now > run.goal_deadline + LATE_GOAL_GRACE
         )
-        if not window_open:
-            del state.runs[run_id]
+    ]
+    for run_id in done:  # no effects: the order does not matter
+        del runs[run_id]

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from .context import StepContext
 from .effects import Effect
 from .engine import StepResult, apply, is_noop
 from .inputs import TimerFired
 from .lifecycle import LifecycleModel
+from .plain import deep_copy
 from .policy import NO_POLICY, SendPolicy
 from .ruleset import RuleSet
 from .state import CustomerState
@@ -30,7 +31,7 @@ from .state import CustomerState
 
 def advance(
     state: CustomerState,
-    input: EventV1 | TimerFired,
+    input: Event | TimerFired,
     *,
     rules: RuleSet,
     lifecycle: LifecycleModel,
@@ -51,7 +52,7 @@ def advance(
 
 def step_many(
     state: CustomerState,
-    inputs: Iterable[EventV1 | TimerFired],
+    inputs: Iterable[Event | TimerFired],
     *,
     rules: RuleSet,
     lifecycle: LifecycleModel,
@@ -69,7 +70,7 @@ def step_many(
         if working is None:
             if is_noop(state, input, now=now):
                 continue
-            working = state.model_copy(deep=True)
+            working = deep_copy(state)
         produced = advance(working, input, rules=rules, lifecycle=lifecycle, now=now, policy=policy)
         if produced:
             effects.extend(produced)

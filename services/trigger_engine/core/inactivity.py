@@ -8,7 +8,7 @@ until the event is seen again, so a silent customer is not re-triggered every pe
 
 from __future__ import annotations
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import derive
 from .context import StepContext
@@ -18,7 +18,7 @@ from .runs import try_start
 from .state import InactivityClock, PendingTimer
 
 
-def on_event(ctx: StepContext, event: EventV1) -> None:
+def on_event(ctx: StepContext, event: Event) -> None:
     """Restart the clocks of the live inactivity rules watching ``event``."""
     for rule in ctx.rules.watching(event.event):
         trigger = rule.trigger
@@ -34,7 +34,7 @@ def on_event(ctx: StepContext, event: EventV1) -> None:
         )
         ctx.set_timer(timer_id, event.timestamp + trigger.for_, "inactivity", rule_key=rule.key)
         ctx.state.inactivity[rule.key] = InactivityClock(
-            event=event.event, last_seen_at=event.timestamp, timer_id=timer_id
+            event=trigger.event, last_seen_at=event.timestamp, timer_id=timer_id
         )
 
 
@@ -54,9 +54,15 @@ def on_timer(ctx: StepContext, timer: PendingTimer) -> None:
 
 def prune(ctx: StepContext) -> None:
     """Drop clocks of rules that are gone, disabled, or no longer watch the same event."""
-    for key in sorted(ctx.state.inactivity):
-        rule = ctx.rules.current.get(key)
-        watched = ctx.state.inactivity[key].event
+    clocks = ctx.state.inactivity
+    if not clocks:
+        return
+    current = ctx.rules.current
+    gone = []
+    for key, clock in clocks.items():
+        rule = current.get(key)
         trigger = rule.trigger if rule is not None and rule.enabled else None
-        if not isinstance(trigger, InactivityTrigger) or trigger.event != watched:
-            ctx.cancel_timer(ctx.state.inactivity.pop(key).timer_id)
+        if not isinstance(trigger, InactivityTrigger) or trigger.event != clock.event:
+            gone.append(key)
+    for key in sorted(gone):  # key order: the cancellations are effects
+        ctx.cancel_timer(clocks.pop(key).timer_id)

@@ -1,5 +1,6 @@
-"""What :func:`~.engine.step` consumes: a storefront event, a durable timer firing, or a new
-lifecycle model to follow (:class:`LifecycleChanged`, from the re-evaluation pass).
+"""What :func:`~.engine.step` consumes: a storefront event (:class:`shared.envelope.Event`), a
+durable timer firing, or a new lifecycle model to follow (:class:`LifecycleChanged`, from the
+re-evaluation pass).
 
 ``StageChanged`` is not an external input: :func:`~.engine.step` derives it after every
 input and feeds it to the stage-triggered rules within the same call (one level deep: runs
@@ -9,28 +10,26 @@ never change the profile, so a stage change cannot cause another one).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 TimerKind = Literal["step", "inactivity", "stage"]
 
 
-class TimerFired(BaseModel):
+class TimerFired(msgspec.Struct, frozen=True, kw_only=True):
     """A timer the engine asked for (``SetTimer``) became due and the I/O layer fired it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["timer"] = "timer"
+    type: ClassVar[str] = "timer"
     timer_id: str
     kind: TimerKind
     run_id: str | None = None
     due_at: datetime
 
 
-class LifecycleChanged(BaseModel):
+class LifecycleChanged(msgspec.Struct, frozen=True, kw_only=True):
     """A new lifecycle model version was stored: re-evaluate the stage under it now.
 
     The step's ``lifecycle`` is that model. Unlike an event this is never deduplicated:
@@ -38,22 +37,17 @@ class LifecycleChanged(BaseModel):
     timer) differs from what the model gives at ``now``.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["lifecycle_changed"] = "lifecycle_changed"
-    lifecycle_version: int = Field(ge=0)
+    type: ClassVar[str] = "lifecycle_changed"
+    lifecycle_version: int
 
 
-class StageChanged(BaseModel):
+class StageChanged(msgspec.Struct, frozen=True, kw_only=True):
     """The customer's stage changed; stage-triggered rules start from this."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
-
-    type: Literal["stage_changed"] = "stage_changed"
-    from_: str | None = Field(alias="from")
+    from_: str | None
     to: str
     reactivated: bool = False
     at: datetime
 
 
-Input = Annotated[EventV1 | TimerFired | LifecycleChanged, Field(discriminator="type")]
+Input = Event | TimerFired | LifecycleChanged

@@ -9,6 +9,7 @@ exact, so the I/O layer can set one durable timer instead of polling.
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from bisect import bisect_right
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from .durations import Duration
-from .profile import Profile
+from .profile import COMMERCE, IDENTITY, SEEN, TRAITS, Profile
 
 Metric = Literal[
     "orders",
@@ -47,6 +48,29 @@ METRICS: Final[dict[str, Callable[[Profile], float | bool]]] = {
     "nps_responses": lambda p: len(p.nps),
     "known": lambda p: p.known,
     "identified": lambda p: p.user_id is not None,
+}
+
+#: What part of the profile each metric and anchor reads (see ``profile.SEEN`` etc.).
+_READS: Final[dict[str, int]] = {
+    **dict.fromkeys(
+        (
+            "orders",
+            "revenue",
+            "aov",
+            "cart_adds",
+            "checkouts",
+            "cart_activity",
+            "open_cart_items",
+            "nps_responses",
+            "last_order_at",
+            "first_order_at",
+        ),
+        COMMERCE,
+    ),
+    "known": TRAITS,
+    "identified": IDENTITY,
+    "last_seen_at": SEEN,
+    "first_seen_at": SEEN,
 }
 
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
@@ -255,6 +279,11 @@ class CompiledLifecycle:
     stages: tuple[_CompiledStage, ...]
     #: every distinct (anchor index, window) of an elapsed criterion
     flips: tuple[tuple[int, timedelta], ...]
+    #: the parts of the profile the model reads (``profile.SEEN`` | ...): an event that
+    #: changed none of them leaves the timeline as it was
+    reads: int
+    #: a fingerprint of the model: a state evaluated under it says so (``stage_model``)
+    tag: int
     _timelines: dict[tuple[Any, ...], Timeline] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -276,11 +305,17 @@ class CompiledLifecycle:
                     metric = metric_names.setdefault(criterion.metric, len(metric_names))
                     metrics.append((metric, _OPS[criterion.op], criterion.value))
             stages.append(_CompiledStage(stage.name, tuple(metrics), tuple(elapsed)))
+        reads = 0
+        for name in (*metric_names, *anchor_names):
+            reads |= _READS[name]
+        digest = hashlib.sha256(model.model_dump_json().encode()).digest()
         return cls(
             metrics=tuple(METRICS[name] for name in metric_names),
             anchors=tuple(anchor_names),
             stages=tuple(stages),
             flips=tuple(flips),
+            reads=reads,
+            tag=int.from_bytes(digest[:7], "big") or 1,  # never 0: "evaluated under none"
         )
 
     def timeline(self, profile: Profile) -> Timeline:

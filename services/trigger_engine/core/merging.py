@@ -17,6 +17,7 @@ from .context import StepContext
 from .effects import CancelTimer
 from .engine import StepResult, prune_runs
 from .lifecycle import LifecycleModel
+from .plain import deep_copy
 from .policy import NO_POLICY, SendPolicy
 from .profile import merge
 from .ruleset import RuleSet
@@ -34,9 +35,9 @@ def merge_states(
 ) -> StepResult:
     """The known customer's state with ``anonymous`` folded in; neither input is modified."""
     ctx = StepContext(
-        state=known.model_copy(deep=True), rules=rules, lifecycle=lifecycle, now=now, policy=policy
+        state=deep_copy(known), rules=rules, lifecycle=lifecycle, now=now, policy=policy
     )
-    anon = anonymous.model_copy(deep=True)
+    anon = deep_copy(anonymous)
     state = ctx.state
     sending.merge_sends(state, anon)
     orders_before = state.profile.orders
@@ -52,6 +53,7 @@ def merge_states(
                 timer.kind,
                 run_id=timer.run_id,
                 rule_key=timer.rule_key,
+                arrived_at=timer.arrived_at,
             )
     for run_id in sorted(anon.runs):
         run = anon.runs[run_id]

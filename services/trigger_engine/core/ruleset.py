@@ -33,6 +33,11 @@ class RuleSet:
         """The active rules with an ``event`` trigger on ``event``, in key order."""
         return self._by_event.get(event, ()) if event is not None else ()
 
+    def listens_to(self, event: str | None) -> bool:
+        """Whether a run of any rule version here can react to ``event`` (an ``exit_when``
+        or a goal names it): the others need not look at the customer's runs."""
+        return event is not None and event in self._listened
+
     def watching(self, event: str | None) -> tuple[Rule, ...]:
         """The active rules with an ``inactivity`` trigger on ``event``, in key order."""
         return self._by_absence.get(event, ()) if event is not None else ()
@@ -46,6 +51,15 @@ class RuleSet:
     @cached_property
     def _by_event(self) -> dict[str, tuple[Rule, ...]]:
         return _index(rule for rule in self._active if isinstance(rule.trigger, EventTrigger))
+
+    @cached_property
+    def _listened(self) -> frozenset[str]:
+        names: set[str] = set()
+        for rule in (*self.current.values(), *self.versions.values()):
+            names.update(exit_when.event for exit_when in rule.exit_when)
+            if rule.goal is not None:
+                names.add(rule.goal.event)
+        return frozenset(names)
 
     @cached_property
     def _by_absence(self) -> dict[str, tuple[Rule, ...]]:

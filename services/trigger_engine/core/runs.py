@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypedDict
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import derive, sending
 from .context import StepContext
@@ -160,14 +160,17 @@ def on_step_timer(ctx: StepContext, run: Run, *, due_at: datetime) -> None:
         advance(ctx, run, rule, at=due_at)
 
 
-def on_event(ctx: StepContext, event: EventV1) -> None:
+def on_event(ctx: StepContext, event: Event) -> None:
     """Goals first (an order can both convert and end a run), then ``exit_when``.
 
     Only events at or after a run's start count: an order placed before the cart was
     filled neither ends the cart reminder nor converts it. A late event whose time falls
     inside a wait still ends the run, cancelling the pending send.
     """
-    for run in sorted(ctx.state.runs.values(), key=lambda r: r.run_id):
+    runs = ctx.state.runs
+    if not runs:
+        return
+    for run in sorted(runs.values(), key=_by_id) if len(runs) > 1 else runs.values():
         rule = ctx.rules.pinned(run.rule_key, run.rule_version)
         if rule is None or event.timestamp < run.started_at:
             continue
@@ -190,6 +193,10 @@ def on_event(ctx: StepContext, event: EventV1) -> None:
             event.event == cond.event and ctx.matches(cond.where, event) for cond in rule.exit_when
         ):
             exit_run(ctx, run, "exit_when", at=max(event.timestamp, run.started_at))
+
+
+def _by_id(run: Run) -> str:
+    return run.run_id
 
 
 class _RecordFields(TypedDict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from .effects import CancelTimer, Effect, SetTimer
 from .engine import step
@@ -32,9 +32,7 @@ class Simulator:
     effects: list[Effect] = field(default_factory=list)
     clock: datetime | None = None
 
-    def apply(
-        self, customer_key: str, input: EventV1 | TimerFired, *, now: datetime
-    ) -> list[Effect]:
+    def apply(self, customer_key: str, input: Event | TimerFired, *, now: datetime) -> list[Effect]:
         """One step for one customer at ``now``, with its effects applied to the timer table."""
         state = self.states.get(customer_key) or CustomerState.new(customer_key)
         result = step(
@@ -66,7 +64,7 @@ class Simulator:
             produced += self.apply(timer.customer_key, fired, now=now)
         return produced
 
-    def feed(self, event: EventV1, *, now: datetime | None = None) -> list[Effect]:
+    def feed(self, event: Event, *, now: datetime | None = None) -> list[Effect]:
         """Deliver ``event`` at ``now`` (default: its ``received_at``), firing due timers first."""
         at = event.received_at if now is None else now
         produced = self.advance_to(at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from . import derive
 from .context import StepContext
@@ -18,6 +18,21 @@ from .effects import StageTransition, TransitionCause, TriggerRef
 from .inputs import StageChanged
 from .rules import StageChangedTrigger, StageEnteredTrigger
 from .runs import try_start
+
+
+def settled(ctx: StepContext, until: datetime) -> bool:
+    """Whether the stage and the stage timer are known to hold up to ``until`` without
+    evaluating the model: they were evaluated under this very model, this step changed
+    nothing the model reads, and no time-based change is due by ``until`` (the stage timer,
+    due at the next change the model foresaw, is later)."""
+    state = ctx.state
+    if ctx.stage_stale or state.stage_model != ctx.lifecycle.compiled.tag:
+        return False
+    timer_id = state.stage_timer_id
+    if timer_id is None:
+        return True
+    timer = state.timers.get(timer_id)
+    return timer is not None and timer.due_at > until
 
 
 def catch_up(ctx: StepContext, *, until: datetime) -> None:
@@ -36,7 +51,7 @@ def update(
     evaluated_at: datetime,
     at: datetime,
     cause: TransitionCause,
-    event: EventV1 | None = None,
+    event: Event | None = None,
     orders_before: int | None = None,
     cause_message_id: str | None = None,
 ) -> None:
@@ -95,6 +110,7 @@ def start_stage_rules(ctx: StepContext, change: StageChanged) -> None:
 def reschedule_timer(ctx: StepContext) -> None:
     """Keep exactly one stage timer, due when time alone would next change the stage."""
     state = ctx.state
+    state.stage_model = ctx.lifecycle.compiled.tag
     due = ctx.timeline().next_change_at(ctx.now)  # = next_stage_change_at(…, now=ctx.now)
     current = state.timers.get(state.stage_timer_id) if state.stage_timer_id else None
     if current is not None and current.due_at == due:

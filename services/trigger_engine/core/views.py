@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 from .conditions import MISSING, Condition
 from .profile import Profile
@@ -57,6 +57,7 @@ _EVENT_PLAIN: Final = frozenset(
         "anonymous_id",
         "previous_id",
         "group_id",
+        "event_id",
         "properties",
         "traits",
         "context",
@@ -64,7 +65,7 @@ _EVENT_PLAIN: Final = frozenset(
 )
 
 
-def read(condition: Condition, state: CustomerState, event: EventV1 | None) -> Any:
+def read(condition: Condition, state: CustomerState, event: Event | None) -> Any:
     """The value ``condition.path`` resolves to, :data:`~.conditions.MISSING`, or SLOW."""
     parts = condition.parts
     if parts[0] == "profile":
@@ -74,9 +75,7 @@ def read(condition: Condition, state: CustomerState, event: EventV1 | None) -> A
     name = parts[1]
     if name in _EVENT_PLAIN:
         return _walk(getattr(event, name), parts, 2)
-    if name == "event_id":
-        return _walk(str(event.event_id), parts, 2)
-    return SLOW if name in EventV1.model_fields else MISSING
+    return SLOW if name in Event.__struct_fields__ else MISSING
 
 
 def _profile(parts: tuple[str, ...], state: CustomerState) -> Any:
@@ -95,7 +94,7 @@ def _profile(parts: tuple[str, ...], state: CustomerState) -> Any:
         return _walk(profile.cart.value, parts, 3)
     if name == "order_log":
         return MISSING  # not part of the view
-    return SLOW if name in Profile.model_fields else MISSING
+    return SLOW if name in Profile.__struct_fields__ else MISSING
 
 
 def _walk(value: Any, parts: tuple[str, ...], start: int) -> Any:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from services.trigger_engine.context import EngineDep
+from services.trigger_engine.core.plain import json_view
 from services.trigger_engine.core.state import CustomerState
 from services.trigger_engine.customers import repository, search
 from services.trigger_engine.customers.schemas import (
@@ -22,6 +23,7 @@ from services.trigger_engine.customers.schemas import (
     TimerOut,
     TransitionOut,
 )
+from services.trigger_engine.partitions.watermark import release_at
 from shared.db import transaction
 from shared.errors import NotFound
 from shared.http.auth import AdminDep
@@ -45,7 +47,9 @@ def _nps(state: CustomerState) -> NpsOut:
     )
 
 
-def customer_out(state: CustomerState, history: list[TransitionOut]) -> CustomerOut:
+def customer_out(
+    state: CustomerState, history: list[TransitionOut], *, grace: timedelta
+) -> CustomerOut:
     p = state.profile
     return CustomerOut(
         id=p.user_id or state.customer_key,
@@ -69,7 +73,7 @@ def customer_out(state: CustomerState, history: list[TransitionOut]) -> Customer
             nps=_nps(state),
         ),
         cart=CartOut(
-            products=[item.model_dump(mode="json") for item in p.cart.products],
+            products=[json_view(item) for item in p.cart.products],
             value=p.cart.value,
             updated_at=p.cart.updated_at,
         ),
@@ -84,13 +88,18 @@ def customer_out(state: CustomerState, history: list[TransitionOut]) -> Customer
                 started_at=run.started_at,
                 ended_at=run.ended_at,
                 converted=run.converted,
-                trigger=run.trigger.model_dump(mode="json"),
+                trigger=json_view(run.trigger),
             )
             for run in sorted(state.runs.values(), key=lambda r: r.started_at)
         ],
         timers=[
             TimerOut(
-                timer_id=t.timer_id, kind=t.kind, due_at=t.due_at, rule=t.rule_key, run_id=t.run_id
+                timer_id=t.timer_id,
+                kind=t.kind,
+                due_at=t.due_at,
+                release_at=release_at(t.due_at, t.arrived_at, grace=grace),
+                rule=t.rule_key,
+                run_id=t.run_id,
             )
             for t in sorted(state.timers.values(), key=lambda t: t.due_at)
         ],
@@ -139,7 +148,7 @@ async def get_customer(customer_id: str, ctx: EngineDep) -> CustomerOut:
     async with ctx.sessions() as session:
         state = await repository.load(session, customer_id)
         history = await repository.stage_history(session, state.customer_key)
-    return customer_out(state, history)
+    return customer_out(state, history, grace=ctx.settings.late_timer_grace)
 
 
 @router.get(

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.trigger_engine.core.state import CustomerState
+from services.trigger_engine.core.state import CustomerState, decode_state
 from services.trigger_engine.customers.schemas import (
     ErasureOut,
     TimelineItem,
@@ -95,7 +95,7 @@ async def load(session: AsyncSession, customer_id: str) -> CustomerState:
     row = None if key is None else (await session.execute(_STATE, {"key": key})).first()
     if row is None:
         raise NotFound(f"no customer {customer_id!r}")
-    return CustomerState.model_validate_json(row[1])
+    return decode_state(row[1])
 
 
 async def stage_history(session: AsyncSession, key: str) -> list[TransitionOut]:

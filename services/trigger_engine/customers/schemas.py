@@ -64,6 +64,11 @@ class TimerOut(BaseModel):
     timer_id: str
     kind: str
     due_at: datetime
+    release_at: datetime = Field(
+        description="the timer fires once every clm.events partition has been consumed past "
+        "this instant: its due time, or, when it was already due as its trigger arrived, "
+        "CLM_LATE_TIMER_GRACE_SECONDS after that arrival"
+    )
     rule: str | None
     run_id: str | None
 

@@ -177,7 +177,7 @@ class LifecyclePasses:
             )
             change = LifecycleChanged(lifecycle_version=version)
             customers = sum(fold.reevaluate(key, change) for key in keys)
-            written = await write_fold(session, fold)
+            written = await write_fold(session, fold, grace=ctx.settings.late_timer_grace)
             progress = await passes.advance(
                 session,
                 version,

@@ -64,7 +64,17 @@ TIMER_LATENESS = Histogram(
 TIMERS_PARKED = Counter(
     "clm_engine_timers_parked_total", "Timers that failed alone and were set aside for an hour"
 )
-TIMER_BACKLOG = Gauge("clm_engine_timer_backlog", "Timers due and not yet fired")
+TIMER_BACKLOG = Gauge(
+    "clm_engine_timer_backlog",
+    "Timers past their release time by the clock and not yet fired (a backlog that stays "
+    "up while a partition's watermark lags: see clm_engine_partition_watermark_lag_seconds)",
+)
+WATERMARK_LAG = Gauge(
+    "clm_engine_partition_watermark_lag_seconds",
+    "How far a clm.events partition's watermark is behind the clock (timers wait for the "
+    "lowest); NaN before a consumer has established it",
+    ["partition"],
+)
 TIMERS_PENDING = Gauge("clm_engine_timers_pending", "Timers pending (due or not)")
 OUTBOX_BACKLOG = Gauge("clm_engine_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +25,7 @@ from services.trigger_engine.processing.loader import (
     store_events,
 )
 from services.trigger_engine.processing.writer import Written, write_fold
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,10 @@ class BatchOutcome:
 async def handle_events(
     session: AsyncSession,
     config: ConfigCache,
-    events: Sequence[tuple[EventV1, str]],
+    events: Sequence[tuple[Event, str]],
     *,
     now: datetime,
+    grace: timedelta,
     cache: StateCache | None = None,
 ) -> BatchOutcome:
     """Fold ``(event, raw JSON)`` pairs into their customers and write the result.
@@ -48,7 +49,7 @@ async def handle_events(
     States come from ``cache`` where it holds their current row version; after the commit
     the caller puts ``outcome.written.states`` back into it (not before: see :mod:`.cache`).
     """
-    unique: dict[str, tuple[EventV1, str]] = {}
+    unique: dict[str, tuple[Event, str]] = {}
     for event, raw in events:
         unique.setdefault(event.event_id_text, (event, raw))
     batch = list(unique.values())
@@ -78,5 +79,5 @@ async def handle_events(
         if event.event_id_text in fresh:
             fold.apply_event(event)
             folded += 1
-    written = await write_fold(session, fold)
+    written = await write_fold(session, fold, grace=grace)
     return BatchOutcome(folded=folded, duplicates=len(events) - folded, written=written)

@@ -26,7 +26,7 @@ from services.trigger_engine.core.fold import advance
 from services.trigger_engine.core.inputs import LifecycleChanged, TimerFired
 from services.trigger_engine.core.merging import merge_states
 from services.trigger_engine.core.state import CustomerState
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 _MAX_HOPS = 16
 
@@ -41,7 +41,7 @@ def resolve(key: str, links: Mapping[str, str]) -> str:
     return key
 
 
-def identity_ids(events: Iterable[EventV1]) -> set[str]:
+def identity_ids(events: Iterable[Event]) -> set[str]:
     """Every id an event names, to look up in ``identity_links``."""
     ids: set[str] = set()
     for event in events:
@@ -52,7 +52,7 @@ def identity_ids(events: Iterable[EventV1]) -> set[str]:
     return ids
 
 
-def keys_to_lock(events: Iterable[EventV1], links: Mapping[str, str]) -> set[str]:
+def keys_to_lock(events: Iterable[Event], links: Mapping[str, str]) -> set[str]:
     """The customers a batch may read or write, given the links known before it."""
     keys: set[str] = set()
     for event in events:
@@ -88,10 +88,10 @@ class Fold:
     merged: list[tuple[str, str]] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
 
-    def customer_of(self, event: EventV1) -> str:
+    def customer_of(self, event: Event) -> str:
         return resolve(event.customer_key, self.links)
 
-    def apply_event(self, event: EventV1) -> str:
+    def apply_event(self, event: Event) -> str:
         """Step ``event`` on its customer (after any merge it asks for); returns the key."""
         key = self.customer_of(event)
         anonymous = event.anonymous_id
@@ -176,7 +176,7 @@ class Fold:
             self.states[key] = state
         return state
 
-    def _advance(self, key: str, input: EventV1 | TimerFired) -> None:
+    def _advance(self, key: str, input: Event | TimerFired) -> None:
         """``step`` on ``key``'s state in place: the fold owns its states (see the class)."""
         effects = advance(
             self._state(key),

@@ -15,9 +15,9 @@ from asyncpg import Connection, UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.trigger_engine.core.state import CustomerState
+from services.trigger_engine.core.state import CustomerState, decode_state
 from services.trigger_engine.processing.cache import StateCache
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 
 class ConcurrentChange(Exception):
@@ -99,7 +99,7 @@ async def lock_states(
     if unread:
         rows = await session.execute(_READ, {"keys": unread})
         for key, raw in rows:
-            states[key] = CustomerState.model_validate_json(raw)
+            states[key] = decode_state(raw)
     return Locked(states, versions)
 
 
@@ -116,7 +116,7 @@ async def check_unlinked(
 
 async def store_events(
     session: AsyncSession,
-    events: Sequence[tuple[EventV1, str, str]],
+    events: Sequence[tuple[Event, str, str]],
 ) -> set[str]:
     """Insert ``(event, customer key, raw JSON)`` rows; return the ids that were new.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -22,8 +22,9 @@ from services.trigger_engine.core.effects import (
     SetTimer,
     StageTransition,
 )
-from services.trigger_engine.core.state import state_json
+from services.trigger_engine.core.state import encode_state
 from services.trigger_engine.outbox import repository as outbox
+from services.trigger_engine.partitions.watermark import release_at
 from services.trigger_engine.processing.cache import Versioned
 from services.trigger_engine.processing.fold import Fold
 from services.trigger_engine.processing.loader import ConcurrentChange
@@ -62,12 +63,15 @@ _DELETE_STATES = text(
 )
 
 _UPSERT_TIMERS = text(
-    "INSERT INTO engine.timers (timer_id, customer_key, kind, run_id, rule_key, due_at) "
+    "INSERT INTO engine.timers (timer_id, customer_key, kind, run_id, rule_key, due_at, "
+    "release_at) "
     "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:kinds AS text[]), "
-    "CAST(:runs AS text[]), CAST(:rules AS text[]), CAST(:due AS timestamptz[])) "
+    "CAST(:runs AS text[]), CAST(:rules AS text[]), CAST(:due AS timestamptz[]), "
+    "CAST(:release AS timestamptz[])) "
     "ON CONFLICT (timer_id) DO UPDATE SET customer_key = excluded.customer_key, "
     "kind = excluded.kind, run_id = excluded.run_id, rule_key = excluded.rule_key, "
-    "due_at = excluded.due_at, claimed_by = NULL, claimed_until = NULL"
+    "due_at = excluded.due_at, release_at = excluded.release_at, claimed_by = NULL, "
+    "claimed_until = NULL"
 )
 
 _DELETE_TIMERS = text("DELETE FROM engine.timers WHERE timer_id = ANY(CAST(:ids AS text[]))")
@@ -121,9 +125,16 @@ def transition_id(effect: StageTransition) -> str:
 
 
 async def write_fold(
-    session: AsyncSession, fold: Fold, *, fired_timers: Iterable[str] = ()
+    session: AsyncSession,
+    fold: Fold,
+    *,
+    grace: timedelta,
+    fired_timers: Iterable[str] = (),
 ) -> Written:
-    """Persist the fold: states, merges, links, timers, transitions, outbox, run records."""
+    """Persist the fold: states, merges, links, timers, transitions, outbox, run records.
+
+    ``grace`` is how long a timer already due when its trigger arrived waits for the rest of
+    the late burst (see :func:`~..partitions.watermark.release_at`)."""
     written = Written()
     written.states = await _write_states(session, fold)
     timers: dict[str, SetTimer | None] = dict.fromkeys(fired_timers)
@@ -138,7 +149,7 @@ async def write_fold(
             transitions.append(effect)
         elif isinstance(effect, EmitAction):
             actions.append(effect)
-    await _write_timers(session, timers, written)
+    await _write_timers(session, timers, written, grace=grace)
     if transitions:
         await session.execute(
             _INSERT_TRANSITIONS,
@@ -198,7 +209,7 @@ def _state_params(fold: Fold, keys: list[str]) -> dict[str, Any]:
     return {
         "now": fold.now,
         "keys": keys,
-        "states": [state_json(s) for s in states],
+        "states": [encode_state(s) for s in states],
         "stages": [s.stage for s in states],
         "entered": [s.stage_entered_at for s in states],
         "users": [p.user_id for p in profiles],
@@ -212,7 +223,11 @@ def _state_params(fold: Fold, keys: list[str]) -> dict[str, Any]:
 
 
 async def _write_timers(
-    session: AsyncSession, timers: dict[str, SetTimer | None], written: Written
+    session: AsyncSession,
+    timers: dict[str, SetTimer | None],
+    written: Written,
+    *,
+    grace: timedelta,
 ) -> None:
     to_set = [t for t in timers.values() if t is not None]
     to_delete = [timer_id for timer_id, t in timers.items() if t is None]
@@ -228,6 +243,7 @@ async def _write_timers(
                 "runs": [t.run_id for t in to_set],
                 "rules": [t.rule_key for t in to_set],
                 "due": [t.due_at for t in to_set],
+                "release": [release_at(t.due_at, t.arrived_at, grace=grace) for t in to_set],
             },
         )
         written.earliest_timer = min(t.due_at for t in to_set)

@@ -4,7 +4,8 @@ silently never matches (``profile.trait.email`` for ``profile.traits.email``).
 What exists is read off the models themselves: ``profile.*`` is the customer's
 :class:`~services.trigger_engine.core.profile.Profile` as conditions see it (without its
 order log, plus ``stage``, ``stage_entered_at``, ``known`` and ``cart.value``), ``event.*``
-the :class:`~shared.envelope.EventV1` of the event. Below a JSON object field (``traits``,
+the :class:`~shared.envelope.EventV1` of the event (pydantic models and msgspec structs
+alike). Below a JSON object field (``traits``,
 ``properties``, ``context``) any name is allowed; below a list, an index; below a number,
 string or date, nothing.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final, Union
 
+import msgspec
 from pydantic import BaseModel
 
 from services.trigger_engine.core.profile import Cart, Profile
@@ -30,9 +32,17 @@ _PROFILE_HIDDEN: Final = frozenset({"order_log"})
 _CART_EXTRA: Final[dict[str, Any]] = {"value": float}
 
 
-def _fields(model: type[BaseModel], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    found = {name: info.annotation for name, info in model.model_fields.items()}
-    if model is Cart:
+def _is_record(kind: Any) -> bool:
+    """A pydantic model or a msgspec struct: a JSON object with known fields."""
+    return isinstance(kind, type) and issubclass(kind, BaseModel | msgspec.Struct)
+
+
+def _fields(record: type[Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    if issubclass(record, BaseModel):
+        found = {name: info.annotation for name, info in record.model_fields.items()}
+    else:
+        found = {field.name: field.type for field in msgspec.structs.fields(record)}
+    if record is Cart:
         found.update(_CART_EXTRA)
     return {**found, **(extra or {})}
 
@@ -83,7 +93,7 @@ def _check_below(rest: list[str], kind: Any, shown: str) -> str | None:
         if not index.isdigit():
             return f"{shown} is a list: put an index after it (e.g. {shown}.0) or use 'contains'"
         return _check_below(rest[1:], _unwrap(typing.get_args(kind)[0]), f"{shown}.{index}")
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
+    if _is_record(kind):
         return _check(rest, _fields(kind), shown)
     return f"{shown} is {_describe(kind)}: there is nothing below it"
 

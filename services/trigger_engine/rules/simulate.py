@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +36,7 @@ from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
 from services.trigger_engine.rules.schemas import SendsOnDay, SimulationOut
-from shared.envelope import EventV1
+from shared.envelope import Event, decode_event
 
 DEFAULT_WINDOW = timedelta(days=7)
 
@@ -47,11 +48,11 @@ _HISTORY = text(
 
 async def load_history(
     session: AsyncSession, *, start: datetime, end: datetime, limit: int
-) -> tuple[list[EventV1], bool]:
+) -> tuple[list[Event], bool]:
     """Stored events in ``[start, end)``, re-keyed to their resolved customer."""
     rows = await session.execute(_HISTORY, {"start": start, "end": end, "limit": limit + 1})
     events = [
-        EventV1.model_validate_json(payload).model_copy(update={"customer_key": key})
+        msgspec.structs.replace(decode_event(payload.encode()), customer_key=key)
         for key, payload in rows
     ]
     return events[:limit], len(events) > limit
@@ -60,7 +61,7 @@ async def load_history(
 def simulate(
     rule: Rule,
     lifecycle: LifecycleModel,
-    events: Sequence[EventV1],
+    events: Sequence[Event],
     *,
     start: datetime,
     end: datetime,

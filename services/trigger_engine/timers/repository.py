@@ -1,4 +1,6 @@
-"""Claiming due timers with a lease, and re-reading the claims inside the firing transaction."""
+"""Claiming released timers with a lease, and re-reading the claims inside the firing
+transaction. A timer is released once it is due and the partitions' watermark has passed its
+``release_at`` (see ``partitions/watermark.py``)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.trigger_engine.core.inputs import TimerKind
+from services.trigger_engine.partitions.repository import TIMERS_WATERMARK
+
 _CLAIM = text(
     "UPDATE engine.timers AS t SET claimed_by = :me, claimed_until = CAST(:until AS timestamptz) "
     "WHERE t.timer_id IN (SELECT timer_id FROM engine.timers "
-    "WHERE due_at <= CAST(:now AS timestamptz) "
+    f"WHERE release_at <= {TIMERS_WATERMARK} AND due_at <= CAST(:now AS timestamptz) "
     "AND (claimed_until IS NULL OR claimed_until < CAST(:now AS timestamptz)) "
-    "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    "ORDER BY release_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "RETURNING t.timer_id, t.customer_key"
 )
 
@@ -25,7 +30,7 @@ _MINE = text(
 )
 
 _COUNTS = text(
-    "SELECT (SELECT count(*) FROM engine.timers WHERE due_at <= now()), "
+    "SELECT (SELECT count(*) FROM engine.timers WHERE release_at <= now()), "
     "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'engine.timers'::regclass)"
 )
 
@@ -34,17 +39,24 @@ _COUNTS = text(
 class Claimed:
     timer_id: str
     customer_key: str
-    kind: str
+    kind: TimerKind
     run_id: str | None
     due_at: datetime
 
 
 async def claim(
-    session: AsyncSession, *, me: str, now: datetime, lease: timedelta, limit: int
+    session: AsyncSession,
+    *,
+    me: str,
+    topic: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
 ) -> list[tuple[str, str]]:
-    """Reserve up to ``limit`` due timers for ``me`` (unclaimed or with an expired lease)."""
+    """Reserve up to ``limit`` released timers for ``me`` (unclaimed or with an expired
+    lease): due by ``now``, and passed by the watermark of every partition of ``topic``."""
     rows = await session.execute(
-        _CLAIM, {"me": me, "now": now, "until": now + lease, "limit": limit}
+        _CLAIM, {"me": me, "topic": topic, "now": now, "until": now + lease, "limit": limit}
     )
     return [(timer_id, key) for timer_id, key in rows]
 
@@ -71,6 +83,7 @@ async def park(session: AsyncSession, timer_id: str, *, until: datetime, reason:
 
 
 async def counts(session: AsyncSession) -> tuple[int, int]:
-    """(due and not fired, pending in total: the planner's estimate, cheap on big tables)."""
+    """(released by the clock and not fired, pending in total: the planner's estimate, cheap
+    on big tables)."""
     due, total = (await session.execute(_COUNTS)).one()
     return int(due), int(total)

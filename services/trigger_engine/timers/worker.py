@@ -1,8 +1,11 @@
-"""The durable timer worker: fires due timers through the core, exactly once.
+"""The durable timer worker: fires released timers through the core, exactly once.
 
-1. Claim (own short transaction): ``UPDATE … WHERE timer_id IN (SELECT … WHERE due_at <= now
-   … FOR UPDATE SKIP LOCKED)`` sets ``claimed_by``/``claimed_until``. Workers never wait on
-   each other, and a claim whose worker died expires with its lease.
+1. Claim (own short transaction): ``UPDATE … WHERE timer_id IN (SELECT … WHERE release_at <=
+   watermark AND due_at <= now … FOR UPDATE SKIP LOCKED)`` sets ``claimed_by``/
+   ``claimed_until``. The watermark is the lowest of the clm.events partitions' (see
+   ``partitions/watermark.py``): a timer never fires while an event that was in the log
+   before its due time is still unconsumed. Workers never wait on each other, and a claim
+   whose worker died expires with its lease.
 2. Fire (one transaction per round): lock the customers (key order, like every other
    writer), re-read the claimed timers that are still pending and still ours, run ``step``
    with ``TimerFired`` for each in due order, write the state and effects and delete the
@@ -58,6 +61,7 @@ class TimerWorker:
             claimed = await repository.claim(
                 session,
                 me=settings.instance_id,
+                topic=settings.events_topic,
                 now=datetime.now(UTC),
                 lease=timedelta(seconds=settings.timer_lease_seconds),
                 limit=settings.timer_batch,
@@ -122,7 +126,12 @@ class TimerWorker:
                     due_at=timer.due_at,
                 )
                 fold.apply_timer(timer.customer_key, fired)
-            written = await write_fold(session, fold, fired_timers=[t.timer_id for t in timers])
+            written = await write_fold(
+                session,
+                fold,
+                grace=ctx.settings.late_timer_grace,
+                fired_timers=[t.timer_id for t in timers],
+            )
         ctx.states.keep(written.states)
         for timer in timers:
             m.TIMERS_FIRED.labels(timer.kind).inc()

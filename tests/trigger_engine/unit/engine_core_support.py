@@ -13,7 +13,7 @@ from services.trigger_engine.core.rule_checks import parse_rule
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
-from shared.envelope import EventV1
+from shared.envelope import Event, EventV1, decode_event
 from shared.ids import event_id
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -37,9 +37,10 @@ def event(
     anonymous_id: str | None = None,
     message_id: str | None = None,
     received: datetime | None = None,
-) -> EventV1:
+) -> Event:
+    """An event as the engine reads it: built as ingest builds it, through the wire format."""
     mid = message_id or f"m{next(_seq)}"
-    return EventV1(
+    record = EventV1(
         event_id=event_id("shop", mid),
         source="shop",
         message_id=mid,
@@ -53,9 +54,10 @@ def event(
         timestamp=when,
         received_at=received or when,
     )
+    return decode_event(record.to_bytes())
 
 
-def identify(when: datetime, customer: str = "user-1", **traits: Any) -> EventV1:
+def identify(when: datetime, customer: str = "user-1", **traits: Any) -> Event:
     return event(None, when, customer=customer, call="identify", traits=traits)
 
 

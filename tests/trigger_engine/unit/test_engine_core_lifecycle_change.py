@@ -24,6 +24,7 @@ from services.trigger_engine.core.lifecycle import (
     next_stage,
     next_stage_change_at,
 )
+from services.trigger_engine.core.plain import deep_copy
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.state import CustomerState
 
@@ -155,7 +156,7 @@ def test_the_same_change_at_the_same_time_gives_the_same_ids() -> None:
     rules = RuleSet.of([ON_LOYAL])
     state = buyer(3, last_order=T0)
     first = change(state, LOYAL_AT_TWO, now=at(days=1), rules=rules)
-    second = change(state.model_copy(deep=True), LOYAL_AT_TWO, now=at(days=1), rules=rules)
+    second = change(deep_copy(state), LOYAL_AT_TWO, now=at(days=1), rules=rules)
     assert first == second
     assert isinstance(first[1][0], StageTransition)
 

@@ -8,15 +8,15 @@ from services.trigger_engine.core.inputs import TimerFired
 from services.trigger_engine.core.lifecycle import default_lifecycle
 from services.trigger_engine.core.merging import merge_states
 from services.trigger_engine.core.ruleset import RuleSet
-from services.trigger_engine.core.state import CustomerState
-from shared.envelope import EventV1
+from services.trigger_engine.core.state import CustomerState, encode_state
+from shared.envelope import Event
 
 CART = rule(key="cart", exit_when=[{"event": "Order Completed"}], reentry="P1D")
 RULES = RuleSet.of([CART])
 MODEL = default_lifecycle()
 
 
-def feed(state: CustomerState, *events: EventV1) -> tuple[CustomerState, list[Effect]]:
+def feed(state: CustomerState, *events: Event) -> tuple[CustomerState, list[Effect]]:
     effects: list[Effect] = []
     for item in events:
         state, produced = step(state, item, rules=RULES, lifecycle=MODEL, now=item.timestamp)
@@ -69,6 +69,6 @@ def test_merge_leaves_both_inputs_untouched() -> None:
         CustomerState.new("anon-1"), event("Product Added", at(), customer="anon-1", anonymous=True)
     )
     known = CustomerState.new("user-1")
-    before = (known.model_dump(), anonymous.model_dump())
+    before = (encode_state(known), encode_state(anonymous))
     merge_states(known, anonymous, rules=RULES, lifecycle=MODEL, now=at(minutes=1))
-    assert (known.model_dump(), anonymous.model_dump()) == before
+    assert (encode_state(known), encode_state(anonymous)) == before

@@ -3,17 +3,17 @@ from typing import Any
 from engine_core_support import at, event, identify
 
 from services.trigger_engine.core.profile import Profile, apply_event, merge
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 
-def fold(*events: EventV1, key: str = "user-1") -> Profile:
+def fold(*events: Event, key: str = "user-1") -> Profile:
     profile = Profile(customer_key=key)
     for item in events:
         profile = apply_event(profile, item)
     return profile
 
 
-def order(order_id: str, minutes: float, **props: Any) -> EventV1:
+def order(order_id: str, minutes: float, **props: Any) -> Event:
     return event("Order Completed", at(minutes=minutes), properties={"order_id": order_id, **props})
 
 

@@ -19,7 +19,7 @@ from services.trigger_engine.core.inputs import TimerFired
 from services.trigger_engine.core.lifecycle import default_lifecycle, next_stage
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.state import CustomerState
-from shared.envelope import EventV1
+from shared.envelope import Event
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CART = rule(
@@ -60,7 +60,7 @@ class Harness:
     now: Any = T0
     orders: int = 0
 
-    def apply(self, item: EventV1 | TimerFired) -> list[Effect]:
+    def apply(self, item: Event | TimerFired) -> list[Effect]:
         self.state, effects = step(
             self.state, item, rules=self.rules, lifecycle=self.lifecycle, now=self.now
         )
@@ -94,7 +94,7 @@ class Harness:
             self.apply(self.make(kind, index, when))
         self.drain()
 
-    def make(self, kind: str, index: int, when: Any) -> EventV1:
+    def make(self, kind: str, index: int, when: Any) -> Event:
         mid = f"op{index}"
         if kind == "add":
             props = {"sku": f"S{index % 3}", "price": 10}
@@ -131,7 +131,7 @@ def test_cart_sends_once_per_step_and_never_after_an_order_in_the_run(script: Sc
     ended_by_order: set[str] = set()  # runs in flight that saw an order at/after their start
     done: set[str] = set()
     for item, _, produced in harness.log:
-        if isinstance(item, EventV1) and item.event == "Order Completed":
+        if isinstance(item, Event) and item.event == "Order Completed":
             live = {r for r, at in started.items() if r not in done and item.timestamp >= at}
             ended_by_order |= live
         for effect in produced:
@@ -160,7 +160,7 @@ def test_stage_is_always_the_first_matching_stage(script: Script) -> None:
     original_apply = harness.apply
     checked: list[str | None] = []
 
-    def apply_and_check(item: EventV1 | TimerFired) -> list[Effect]:
+    def apply_and_check(item: Event | TimerFired) -> list[Effect]:
         effects = original_apply(item)
         state = harness.state
         assert state.stage == next_stage(SHORT, state.profile, now=harness.now)

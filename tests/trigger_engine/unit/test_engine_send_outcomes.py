@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 from engine_core_support import at, event, identify, rule
 from prometheus_client import REGISTRY
 
@@ -86,7 +87,7 @@ def test_each_deferral_of_a_step_is_its_own_run_record_and_a_replay_is_the_same(
         until=at(hours=4),
     )
     # resumed at the end of the spell, deferred again (the quiet hours were moved meanwhile)
-    again = first.model_copy(update={"at": at(hours=4), "until": at(hours=4) + timedelta(days=1)})
+    again = msgspec.structs.replace(first, at=at(hours=4), until=at(hours=4) + timedelta(days=1))
     rows = run_rows([first, again])
     assert [(r.kind, r.step, r.detail) for r in rows] == [
         ("deferred", 2, at(hours=4).isoformat()),
