@@ -43,6 +43,13 @@ def render(
     )
 
 
+def local_path(target: str | None, default: str = "/") -> str:
+    """``target`` if it is a path of this console, else ``default`` (never another host)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return default
+
+
 def redirect(request: Request, url: str, *, flash: str | None = None) -> Response:
     """After a form post: back to a page (htmx follows ``HX-Redirect``)."""
     session: Session | None = getattr(request.state, "session", None)

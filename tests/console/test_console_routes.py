@@ -436,3 +436,16 @@ async def test_template_preview_for_a_sample_customer(stack: System) -> None:
         await messenger.delete(f"/v1/templates/{name}")
     assert "Hi Ada" in preview.text and "sample customer" in preview.text
     assert broken.status_code == 422 and 'id="errors-text"' in broken.text
+
+
+async def test_replay_of_an_unknown_delivery_says_so_and_stays_on_this_site(
+    stack: System,
+) -> None:
+    async with signed_in(stack.console) as client:
+        response = await client.post(
+            f"/deliveries/{uuid.uuid4()}/replay",
+            data={CSRF_FIELD: client.csrf, "back": "//evil.test/x"},  # type: ignore[attr-defined]
+        )
+        page = await client.get(response.headers["location"])
+    assert response.status_code == 303 and response.headers["location"] == "/deliveries"
+    assert "Not replayed: no delivery with id" in page.text

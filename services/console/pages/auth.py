@@ -20,7 +20,7 @@ from services.console.security import (
     same_token,
     set_cookie,
 )
-from services.console.web import render
+from services.console.web import local_path, render
 
 router = APIRouter(tags=["console"])
 
@@ -30,13 +30,6 @@ _REASONS: Final = {
     "expired": "The admin token no longer works (it was changed): sign in again.",
     "signed_out": "Signed out.",
 }
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path of this console (no other host)."""
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/"
 
 
 def _sign_in_page(
@@ -61,7 +54,7 @@ def _sign_in_page(
 async def sign_in_form(
     request: Request, next: str | None = None, reason: str | None = None
 ) -> Response:
-    return _sign_in_page(request, nxt=_safe_next(next), notice=_REASONS.get(reason or ""))
+    return _sign_in_page(request, nxt=local_path(next), notice=_REASONS.get(reason or ""))
 
 
 @router.post("/sign-in")
@@ -72,7 +65,7 @@ async def sign_in(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    nxt = _safe_next(next)
+    nxt = local_path(next)
     expected = request.cookies.get(SIGN_IN_COOKIE)
     if expected is None or not same_token(csrf_token, expected):
         return _sign_in_page(

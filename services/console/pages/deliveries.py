@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Final
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.clients import ApiError
 from services.console.security import FormDep, SessionDep
-from services.console.web import ApiDep, redirect, render
+from services.console.web import ApiDep, local_path, redirect, render
 
 router = APIRouter(prefix="/deliveries", tags=["console"])
 
@@ -51,15 +52,8 @@ async def list_deliveries(
 
 
 def _back(status: str, customer_id: str, destination_id: str) -> str:
-    query = "&".join(
-        f"{name}={value}"
-        for name, value in (
-            ("status", status),
-            ("customer_id", customer_id),
-            ("destination_id", destination_id),
-        )
-        if value
-    )
+    given = {"status": status, "customer_id": customer_id, "destination_id": destination_id}
+    query = urlencode({name: value for name, value in given.items() if value})
     return "/deliveries" + (f"?{query}" if query else "")
 
 
@@ -99,4 +93,4 @@ async def replay_one(
         if error.status not in (404, 409):
             raise
         note = f"Not replayed: {error.message}"
-    return redirect(request, back if back.startswith("/") else "/deliveries", flash=note)
+    return redirect(request, local_path(back, "/deliveries"), flash=note)

@@ -92,15 +92,6 @@ async def _check(api: Api, values: dict[str, str], key: str | None) -> forms.Err
     return {}
 
 
-@router.post("/validate", response_class=HTMLResponse)
-async def validate(request: Request, _: FormDep, api: ApiDep) -> Response:
-    """The editor's live check (htmx): every field's messages, swapped in out of band."""
-    values = await _form(request)
-    key = values.get("editing") or None
-    errors = await _check(api, values, key)
-    return render(request, "rules/_errors.html", errors=errors, fields=_EDITOR_FIELDS)
-
-
 _EDITOR_FIELDS = (
     "",
     "key",
@@ -122,6 +113,16 @@ _EDITOR_FIELDS = (
     "goal_where",
     "max_event_age",
 )
+"""Every field of the editor with a message list (the live check refreshes them all)."""
+
+
+@router.post("/validate", response_class=HTMLResponse)
+async def validate(request: Request, _: FormDep, api: ApiDep) -> Response:
+    """The editor's live check (htmx): every field's messages, swapped in out of band."""
+    values = await _form(request)
+    key = values.get("editing") or None
+    errors = await _check(api, values, key)
+    return render(request, "rules/_errors.html", errors=errors, fields=_EDITOR_FIELDS)
 
 
 async def _save(request: Request, api: Api, key: str | None) -> Response:
