@@ -16,8 +16,6 @@ from services.console.security import CSRF_FIELD, CSRF_HEADER, SessionDep
 from services.console.sessions import Session
 
 HERE: Final = Path(__file__).resolve().parent
-#: The rule language reference in the repository, linked from the editor.
-RULES_DOC: Final = "https://github.com/clm-project/clm/blob/main/docs/rules.md"
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(
