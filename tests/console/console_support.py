@@ -18,7 +18,7 @@ import httpx
 
 from services.console.security import CSRF_FIELD
 from tests.messenger.messenger_support import make_action, produce, wait_delivery
-from tests.support.receiver import Receiver
+from tests.support.receiver import Hook, Receiver
 from tests.support.services import ADMIN_TOKEN, RunningService
 from tests.trigger_engine.engine_support import Engine
 
@@ -67,6 +67,28 @@ async def signed_in(console: RunningService) -> AsyncIterator[httpx.AsyncClient]
         page = await client.get("/rules")
         client.csrf = csrf_of(page.text)  # type: ignore[attr-defined]
         yield client
+
+
+async def destination_for(stack: System, hook: Hook, channel: str) -> str:
+    """A destination (not the channel's default) for ``hook``, deleted after the test."""
+    async with stack.messenger.admin() as messenger:
+        created = await messenger.post(
+            "/v1/destinations",
+            json={"channel": channel, "url": hook.url, "secret": hook.secret, "default": False},
+        )
+    assert created.status_code == 201, created.text
+    destination: str = created.json()["id"]
+    stack.created_destinations.append(destination)
+    return destination
+
+
+async def sign_in_with(console: RunningService, token: str, *, next: str) -> httpx.Response:
+    """The answer to a sign-in form sent with ``token`` (and the form's own CSRF token)."""
+    async with console.client(follow_redirects=False) as client:
+        form = await client.get("/sign-in")
+        return await client.post(
+            "/sign-in", data={"token": token, CSRF_FIELD: csrf_of(form.text), "next": next}
+        )
 
 
 async def dead_delivery(stack: System, destination: str) -> tuple[str, dict[str, Any]]:

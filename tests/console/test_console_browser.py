@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.console_support import System, dead_delivery, unique
+from tests.console.console_support import System, dead_delivery, destination_for, unique
 from tests.console.test_console_routes import PAGES, customer_with_events
 from tests.messenger.messenger_support import FAST_SCHEDULE, wait_delivery
 from tests.support.services import ADMIN_TOKEN
@@ -158,13 +158,7 @@ async def test_find_a_customer_and_read_the_timeline(page: Any, stack: System) -
 
 async def test_replay_a_dead_delivery(page: Any, stack: System) -> None:
     hook = stack.receiver.hook(*[500] * len(FAST_SCHEDULE))
-    async with stack.messenger.admin() as messenger:
-        created = await messenger.post(
-            "/v1/destinations",
-            json={"channel": "push", "url": hook.url, "secret": hook.secret, "default": False},
-        )
-    destination = created.json()["id"]
-    stack.created_destinations.append(destination)
+    destination = await destination_for(stack, hook, "push")
     action_id, dead = await dead_delivery(stack, destination)
     await page.goto("/deliveries?status=dead")
     row = page.locator("tr", has=page.locator(f"form[action='/deliveries/{dead['id']}/replay']"))

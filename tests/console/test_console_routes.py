@@ -14,12 +14,15 @@ from tests.console.console_support import (
     System,
     csrf_of,
     dead_delivery,
+    destination_for,
     rule_form,
+    sign_in_with,
     signed_in,
     unique,
 )
 from tests.messenger.messenger_support import FAST_SCHEDULE, wait_delivery
 from tests.support.receiver import eventually
+from tests.support.services import ADMIN_TOKEN
 from tests.trigger_engine.engine_support import event
 from tests.trigger_engine.engine_support import produce as produce_events
 
@@ -52,11 +55,7 @@ async def test_pages_send_a_stranger_to_sign_in(stack: System) -> None:
 
 
 async def test_wrong_token_is_refused_with_a_message_on_the_field(stack: System) -> None:
-    async with stack.console.client(follow_redirects=False) as client:
-        form = await client.get("/sign-in")
-        response = await client.post(
-            "/sign-in", data={"token": "adm_wrong", CSRF_FIELD: csrf_of(form.text)}
-        )
+    response = await sign_in_with(stack.console, "adm_wrong", next="/")
     assert response.status_code == 401
     assert 'id="errors-token"' in response.text and "not the admin token" in response.text
     assert SESSION_COOKIE not in response.cookies
@@ -65,22 +64,13 @@ async def test_wrong_token_is_refused_with_a_message_on_the_field(stack: System)
 async def test_sign_in_form_without_its_token_is_refused(stack: System) -> None:
     async with stack.console.client(follow_redirects=False) as client:
         await client.get("/sign-in")
-        from tests.support.services import ADMIN_TOKEN
-
         response = await client.post("/sign-in", data={"token": ADMIN_TOKEN, CSRF_FIELD: "x"})
     assert response.status_code == 401 and "expired" in response.text
     assert SESSION_COOKIE not in response.cookies
 
 
 async def test_session_cookie_is_http_only_and_same_site_strict(stack: System) -> None:
-    from tests.support.services import ADMIN_TOKEN
-
-    async with stack.console.client(follow_redirects=False) as client:
-        form = await client.get("/sign-in")
-        response = await client.post(
-            "/sign-in",
-            data={"token": ADMIN_TOKEN, CSRF_FIELD: csrf_of(form.text), "next": "/customers"},
-        )
+    response = await sign_in_with(stack.console, ADMIN_TOKEN, next="/customers")
     assert response.status_code == 303 and response.headers["location"] == "/customers"
     cookie = next(
         h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
@@ -89,14 +79,7 @@ async def test_session_cookie_is_http_only_and_same_site_strict(stack: System) -
 
 
 async def test_sign_in_never_redirects_to_another_site(stack: System) -> None:
-    from tests.support.services import ADMIN_TOKEN
-
-    async with stack.console.client(follow_redirects=False) as client:
-        form = await client.get("/sign-in")
-        response = await client.post(
-            "/sign-in",
-            data={"token": ADMIN_TOKEN, CSRF_FIELD: csrf_of(form.text), "next": "//evil.test/x"},
-        )
+    response = await sign_in_with(stack.console, ADMIN_TOKEN, next="//evil.test/x")
     assert response.headers["location"] == "/"
 
 
@@ -328,13 +311,7 @@ async def test_dead_delivery_is_listed_and_replayed(stack: System) -> None:
 
 async def test_destination_test_send_reports_the_receivers_answer(stack: System) -> None:
     hook = stack.receiver.hook()
-    async with stack.messenger.admin() as messenger:
-        created = await messenger.post(
-            "/v1/destinations",
-            json={"channel": "webhook", "url": hook.url, "secret": hook.secret, "default": False},
-        )
-    destination = created.json()["id"]
-    stack.created_destinations.append(destination)
+    destination = await destination_for(stack, hook, "webhook")
     async with signed_in(stack.console) as client:
         result = await client.post(
             f"/destinations/{destination}/test",
