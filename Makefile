@@ -26,6 +26,7 @@ run: $(STAMP) ## Start the whole system on embedded PostgreSQL and Kafka (Ctrl-C
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite on real PostgreSQL and Kafka
+	@command -v $${CLM_TEST_CHROMIUM:-chromium} >/dev/null 2>&1 || echo "note: no chromium here, so the console's browser tests are skipped (apt-get install -y chromium runs them)"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint

@@ -44,6 +44,7 @@ class RunSettings(ServiceSettings):
     ingest_port: int = 8000
     engine_port: int = 8001
     messenger_port: int = 8002
+    console_port: int = 8003
     kafka_port: int = 9092
     secret_key: SecretStr | None = None
     ready_timeout: float = 120.0
@@ -53,6 +54,7 @@ class RunSettings(ServiceSettings):
             "ingest": self.ingest_port,
             "trigger_engine": self.engine_port,
             "messenger": self.messenger_port,
+            "console": self.console_port,
         }[service]
 
 
@@ -109,7 +111,10 @@ def _banner(settings: RunSettings, bootstrap: str, token: str) -> str:
     lines = ["", "clm is ready"]
     for spec in SERVICES:
         url = f"http://127.0.0.1:{settings.port_of(spec.name)}"
-        lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
+        if spec.name == "console":
+            lines.append(f"  {'ops console':<26}{url}   sign in with the admin token")
+        else:
+            lines.append(f"  {labels[spec.name]:<26}{url}   docs: {url}/docs")
     lines += [
         f"  {'Kafka bootstrap':<26}{bootstrap}",
         f"  {'admin token':<26}{token}",
@@ -175,12 +180,9 @@ def run(settings: RunSettings) -> int:
         )
         os.environ.update(env)  # the migrations run here (the messenger's needs the key)
         asyncio.run(prepare_all(database_url, bootstrap, settings.topic_config()))
-        stack.start_services(
-            {
-                spec.name: {**os.environ, spec.port_setting: str(settings.port_of(spec.name))}
-                for spec in SERVICES
-            }
-        )
+        # Every service gets every port, so the console finds the APIs wherever they are.
+        ports = {spec.port_setting: str(settings.port_of(spec.name)) for spec in SERVICES}
+        stack.start_services({spec.name: {**os.environ, **ports} for spec in SERVICES})
         if not _wait_ready(settings, stack, received):
             if not received:
                 log.error("services did not become ready; stopping")

@@ -36,7 +36,8 @@ DATABASE = "clm"
 class ServiceSpec:
     name: str
     package: str
-    schema: str
+    #: the PostgreSQL schema its migrations own; None for the console, which has none
+    schema: str | None
     port_setting: str
     default_port: int
 
@@ -45,6 +46,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ingest", "services.ingest", "ingest", "CLM_INGEST_PORT", 8000),
     ServiceSpec("trigger_engine", "services.trigger_engine", "engine", "CLM_ENGINE_PORT", 8001),
     ServiceSpec("messenger", "services.messenger", "messenger", "CLM_MESSENGER_PORT", 8002),
+    ServiceSpec("console", "services.console", None, "CLM_CONSOLE_PORT", 8003),
 )
 
 
@@ -256,7 +258,8 @@ async def prepare_all(
 ) -> None:
     """Apply every service's migrations and create the contract's topics."""
     for spec in SERVICES:
-        await upgrade(spec.package, spec.schema, database_url)
+        if spec.schema is not None:
+            await upgrade(spec.package, spec.schema, database_url)
     await ensure_topics(bootstrap, topic_config)
 
 

@@ -137,6 +137,9 @@ class DeadLetterV1(_Record):
     index: int | None = Field(default=None, description="index within a batch, when any")
     code: str
     reason: str
+    errors: list[str] = Field(
+        default_factory=list, description="every problem found, one sentence each (additive)"
+    )
     payload: str = Field(description="the rejected input as received (UTF-8, lossy)")
     rejected_at: datetime
 

@@ -66,3 +66,14 @@ class Supervisor:
         if pending:
             await asyncio.wait(pending, timeout=5)
         del done
+
+
+async def every(seconds: float, stop: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` now and then every ``seconds`` until ``stop`` is set (a periodic job)."""
+    while not stop.is_set():
+        await work()
+        try:
+            async with asyncio.timeout(seconds):
+                await stop.wait()
+        except TimeoutError:
+            pass

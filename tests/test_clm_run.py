@@ -85,7 +85,12 @@ def start_clm(tmp_path: Path) -> Iterator[Callable[..., ClmRun]]:
     started: list[ClmRun] = []
 
     def start(**settings: str) -> ClmRun:
-        ports = {"ingest": free_port(), "engine": free_port(), "messenger": free_port()}
+        ports = {
+            "ingest": free_port(),
+            "engine": free_port(),
+            "messenger": free_port(),
+            "console": free_port(),
+        }
         kafka_port = free_port()
         env = {
             k: v
@@ -97,6 +102,7 @@ def start_clm(tmp_path: Path) -> Iterator[Callable[..., ClmRun]]:
             CLM_INGEST_PORT=str(ports["ingest"]),
             CLM_ENGINE_PORT=str(ports["engine"]),
             CLM_MESSENGER_PORT=str(ports["messenger"]),
+            CLM_CONSOLE_PORT=str(ports["console"]),
             CLM_KAFKA_PORT=str(kafka_port),
             **settings,
         )
@@ -125,7 +131,7 @@ def start_clm(tmp_path: Path) -> Iterator[Callable[..., ClmRun]]:
 def stop_and_check_nothing_is_left(run: ClmRun, send: Callable[[], None]) -> str:
     watched = [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
     watched.append(run.postmaster())
-    assert len(watched) >= 5  # three services, the broker, PostgreSQL
+    assert len(watched) >= 6  # three services, the console, the broker, PostgreSQL
     send()
     run.proc.wait(timeout=90)
     text = run.output()
@@ -150,6 +156,7 @@ def test_clm_run_starts_everything_and_ctrl_c_leaves_no_process(
     # Ctrl-C on a terminal: SIGINT to the whole foreground process group.
     text = stop_and_check_nothing_is_left(run, lambda: os.killpg(run.proc.pid, signal.SIGINT))
     assert "admin token" in text and token in text
+    assert "ops console" in text and f"http://127.0.0.1:{run.ports['console']}" in text
 
 
 async def _partitions(bootstrap: str, topic: str) -> int:

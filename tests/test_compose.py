@@ -39,6 +39,7 @@ CONTRACT_VARIABLES = frozenset(
         "CLM_INGEST_PORT",
         "CLM_ENGINE_PORT",
         "CLM_MESSENGER_PORT",
+        "CLM_CONSOLE_PORT",
         "CLM_KAFKA_PORT",
         "CLM_ALLOW_PRIVATE_DESTINATIONS",
         "CLM_LOG_LEVEL",
@@ -93,7 +94,22 @@ def contract_variables() -> set[str]:
 
 
 def test_compose_names_the_whole_stack(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= {*BACKING_SERVICES, *APP_PORTS}
+    assert set(services) >= {*BACKING_SERVICES, *APP_PORTS, "console"}
+
+
+def test_console_starts_after_the_apis_it_calls_and_checks_readiness_on_its_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    console = services["console"]
+    for name in APP_PORTS:
+        assert console["depends_on"][name]["condition"] == "service_healthy", name
+    assert (8003, 8003) in port_mappings(console)
+    assert "127.0.0.1:8003/readyz" in " ".join(console["healthcheck"]["test"])
+    assert console["command"][-2:] == ["-m", "services.console"]
+    env = environment_of(console)
+    assert "CLM_DATABASE_URL" not in env and "CLM_ADMIN_TOKEN" not in env
+    for name, port in APP_PORTS.items():
+        assert any(value == f"http://{name}:{port}" for value in env.values()), name
 
 
 def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
@@ -232,7 +248,7 @@ def test_env_example_lists_every_contract_variable() -> None:
 
 def test_env_example_lists_what_compose_sets(services: dict[str, dict[str, Any]]) -> None:
     listed = set(CLM_VARIABLE.findall(ENV_EXAMPLE.read_text(encoding="utf-8")))
-    for name in APP_PORTS:
+    for name in [*APP_PORTS, "console"]:
         set_by_compose = {key for key in environment_of(services[name]) if key.startswith("CLM_")}
         assert set_by_compose <= listed, sorted(set_by_compose - listed)
 

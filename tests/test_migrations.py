@@ -35,7 +35,10 @@ def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
-@pytest.mark.parametrize("spec", SERVICES, ids=[s.name for s in SERVICES])
+MIGRATED = [spec for spec in SERVICES if spec.schema is not None]
+
+
+@pytest.mark.parametrize("spec", MIGRATED, ids=[s.name for s in MIGRATED])
 async def test_migrations_match_models(infra: Infra, spec: Any) -> None:
     metadata: MetaData = importlib.import_module(f"{spec.package}.models").Base.metadata
     engine = create_engine(infra.database_url, pool_size=1)

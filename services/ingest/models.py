@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import metadata_for
@@ -40,3 +41,27 @@ class SeenMessage(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_seen_messages_received_at", "received_at"),)
+
+
+class RejectedInput(Base):
+    """A message ingest refused, as it was dead-lettered: kept for the retention window
+    (``CLM_REJECTED_RETENTION_DAYS``) so operators can read it without Kafka tooling."""
+
+    __tablename__ = "rejected"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rejected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    index: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    errors: Mapped[list[str]] = mapped_column(JSONB)
+    payload: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_rejected_rejected_at", "rejected_at"),
+        Index("ix_rejected_source_rejected_at", "source", "rejected_at"),
+    )

@@ -18,6 +18,9 @@ class IngestSettings(ServiceSettings):
     )
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
     write_key_cache_seconds: float = Field(default=10.0, ge=0)
+    rejected_retention_days: int = Field(
+        default=30, ge=1, description="Days rejected input is kept for GET /v1/rejected."
+    )
     storefront_consumer: bool = Field(
         default=True, description="Consume the storefront.events topic."
     )

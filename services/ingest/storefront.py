@@ -83,6 +83,7 @@ class StorefrontHandler:
                 index=index,
                 code=rejection.code,
                 reason=rejection.message,
+                errors=rejection.errors,
                 payload=item.record.value,
                 key=item.record.key,
             )

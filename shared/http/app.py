@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from shared.errors import install_error_handlers
+from shared.http.docs import install_docs
 from shared.http.health import router as health_router
 from shared.http.nul import RejectNulParameters
 from shared.http.unavailable import UnavailableGuard
@@ -26,7 +27,14 @@ def create_service_app(
 ) -> FastAPI:
     """``request_dependencies`` name the readiness checks (``postgres``, ``kafka``) the
     service's requests wait on: when one stops answering, waiting requests get a 503."""
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.admin_token = settings.require_admin_token()
     app.state.readiness = {}
@@ -41,4 +49,5 @@ def create_service_app(
     )
     app.add_middleware(RejectNulParameters)
     app.include_router(health_router)
+    install_docs(app)
     return app

@@ -42,6 +42,7 @@ class DeadLetters:
         offset: int | None = None,
         index: int | None = None,
         key: bytes | None = None,
+        errors: tuple[str, ...] | list[str] = (),
     ) -> tuple[bytes | None, DeadLetterV1]:
         record = DeadLetterV1(
             service=self.service,
@@ -52,6 +53,7 @@ class DeadLetters:
             index=index,
             code=code,
             reason=reason,
+            errors=list(errors) or [reason],
             payload=_text(payload),
             rejected_at=datetime.now(UTC),
         )

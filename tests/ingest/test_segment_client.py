@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import segment.analytics as segment_analytics
 
 from shared import topics
-from shared.envelope import Event, decode_event
+from shared.envelope import EventV1, decode_event
 from tests.ingest.conftest import Source
 from tests.support.kafka import collect
 from tests.support.services import Infra, RunningService
@@ -67,4 +67,4 @@ async def test_segment_client_delivers_identify_track_page_to_clm_events(
     anonymous = by_call[("track", "Product Viewed")]
     assert anonymous.customer_key == f"anon-{customer}"
     assert anonymous.user_id is None
-    assert all(isinstance(e, Event) for e in events)
+    assert all(isinstance(e, EventV1) for e in events)

@@ -56,7 +56,7 @@ async def test_revoked_write_key_is_refused(ingest: RunningService, source: Sour
         async with ingest.admin() as admin:
             assert (await admin.delete(f"/v1/write-keys/{source.id}")).status_code == 204
             assert (await admin.delete(f"/v1/write-keys/{source.id}")).status_code == 404
-            listed = (await admin.get("/v1/write-keys")).json()
+            listed = (await admin.get("/v1/write-keys")).json()["items"]
         assert source.id not in {k["id"] for k in listed}
         assert (await client.post("/v1/track", json=track("u1"))).status_code == 401
 

@@ -33,7 +33,7 @@ async def test_secret_is_shown_once_then_masked_and_kept_across_updates(
         assert body["max_concurrency"] == 10 and body["rate_limit_per_second"] == 50
         fetched = (await client.get(f"/v1/destinations/{body['id']}")).json()
         assert fetched["secret"] == mask_secret(secret) and secret not in str(fetched)
-        listed = (await client.get("/v1/destinations", params={"channel": "sms"})).json()
+        listed = (await client.get("/v1/destinations", params={"channel": "sms"})).json()["items"]
         assert body["id"] in [d["id"] for d in listed]
         assert all(d["secret"].startswith("whsec_****") for d in listed)
 
@@ -85,7 +85,9 @@ async def test_one_default_per_channel_and_actions_without_destination_use_it(
         old_now = (await client.get(f"/v1/destinations/{old['id']}")).json()
         defaults = [
             d["id"]
-            for d in (await client.get("/v1/destinations", params={"channel": "push"})).json()
+            for d in (await client.get("/v1/destinations", params={"channel": "push"})).json()[
+                "items"
+            ]
             if d["default"]
         ]
     assert old_now["default"] is False

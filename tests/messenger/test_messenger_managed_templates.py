@@ -38,7 +38,7 @@ async def test_template_crud_refuses_syntax_errors_and_duplicates(
         replaced = await client.put(f"/v1/templates/{name}", json={"text": "Hello {{ x }}"})
         assert replaced.json()["version"] == 2 and replaced.json()["subject"] is None
         assert (await client.get(f"/v1/templates/{name}")).json()["text"] == "Hello {{ x }}"
-        assert name in [t["name"] for t in (await client.get("/v1/templates")).json()]
+        assert name in [t["name"] for t in (await client.get("/v1/templates")).json()["items"]]
         assert (await client.delete(f"/v1/templates/{name}")).status_code == 204
         assert (await client.get(f"/v1/templates/{name}")).status_code == 404
         assert (await client.put(f"/v1/templates/{name}", json={"text": "x"})).status_code == 404

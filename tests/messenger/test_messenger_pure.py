@@ -18,7 +18,6 @@ from services.messenger.delivery.templates import TemplateSource
 from services.messenger.dispatch.fairness import claim_caps
 from services.messenger.dispatch.plan import Send, Skip, Target, plan
 from services.messenger.dispatch.ratelimit import TokenBucket
-from services.messenger.pagination import decode_cursor, encode_cursor
 from services.messenger.providers.verify import InvalidSignature, verify
 from services.messenger.settings import MessengerSettings
 from services.messenger.suppressions.rules import (
@@ -32,6 +31,7 @@ from services.messenger.suppressions.rules import (
 from services.messenger.webhooks.body import webhook_body
 from services.messenger.webhooks.transport import GuardedBackend, webhook_client
 from shared.errors import BadRequest
+from shared.http.pages import decode_cursor, encode_cursor
 from tests.support.receiver import new_secret
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -24,9 +24,8 @@ async def _topic_with(infra: Infra, values: list[bytes]) -> str:
     await ensure_topics(infra.bootstrap, TopicConfig(partitions=1), names=(topic,))
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, key=b"k")
+    try:  # one producer batch: the first fetch brings them all
+        await asyncio.gather(*[await producer.send(topic, v, key=b"k") for v in values])
     finally:
         await producer.stop()
     return topic

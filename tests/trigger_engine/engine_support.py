@@ -229,5 +229,21 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+async def rule_stats(
+    engine: Engine, key: str, ready: Callable[[dict[str, Any]], bool] = lambda _: True
+) -> dict[str, Any]:
+    """``GET /v1/rules/{key}/stats`` once ``ready`` says so (reads lag the stream by up to a
+    checkpoint interval: an action is published before its run record is written)."""
+
+    async def probe() -> dict[str, Any] | None:
+        async with engine.admin() as client:
+            response = await client.get(f"/v1/rules/{key}/stats")
+        assert response.status_code == 200, response.text
+        stats: dict[str, Any] = response.json()
+        return stats if ready(stats) else None
+
+    return await eventually(probe, what=f"{key}'s stats")
+
+
 def seconds(n: float) -> timedelta:
     return timedelta(seconds=n)

@@ -14,6 +14,7 @@ from tests.trigger_engine.engine_support import (
     now,
     produce,
     rule,
+    rule_stats,
     seconds,
 )
 
@@ -57,6 +58,5 @@ async def test_abandoner_gets_exactly_one_reminder_and_buyer_none(
     )
     assert [r for r in bought["runs"] if r["status"] == "active"] == []
     assert [t for t in bought["timers"] if t["kind"] == "step"] == []
-    async with engine.admin() as client:
-        stats = (await client.get(f"/v1/rules/{prefix}-cart/stats")).json()
+    stats = await rule_stats(engine, f"{prefix}-cart", lambda s: s["sent"] > 0)
     assert (stats["entered"], stats["sent"], stats["exited"]) == (2, 1, 1)

@@ -44,5 +44,5 @@ async def test_install_examples_creates_every_play_once(
     assert {line.split()[0] for line in first} <= {"created", "updated"}
     assert {line.split()[0] for line in second} == {"unchanged"}
     async with engine.admin() as client:
-        listed = {rule["key"] for rule in (await client.get("/v1/rules")).json()}
+        listed = {rule["key"] for rule in (await client.get("/v1/rules")).json()["items"]}
     assert set(KEYS) <= listed

@@ -80,8 +80,10 @@ async def test_anonymous_cart_carries_over_when_the_shopper_identifies(
     assert (customer["id"], customer["email"]) == (user, "shopper@example.com")
     assert [p["product_id"] for p in sent.data["context"]["cart"]["products"]] == ["p-mug"]
 
-    timeline = await _timeline_with(engine, user, "Product Viewed")
-    assert timeline is not None
+    timeline = await eventually(
+        lambda: _timeline_with(engine, user, "Product Viewed", run="completed"),
+        what="the run's completion on the timeline",
+    )
     kinds = [item["type"] for item in timeline["items"]]
     assert {"event", "stage", "run", "action"} <= set(kinds)
     # The run started while the shopper was anonymous: its records moved with the merge.
@@ -97,10 +99,14 @@ async def _merged_into(engine: Engine, anonymous: str, user: str) -> dict[str, A
     return found if found is not None and found["customer_key"] == user else None
 
 
-async def _timeline_with(engine: Engine, customer: str, name: str) -> dict[str, Any] | None:
+async def _timeline_with(
+    engine: Engine, customer: str, name: str, *, run: str | None = None
+) -> dict[str, Any] | None:
+    """The timeline once it has event ``name`` (and a run record of kind ``run``)."""
     async with engine.admin() as client:
         response = await client.get(f"/v1/customers/{customer}/timeline")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     names = [i["data"].get("event") for i in body["items"] if i["type"] == "event"]
-    return body if name in names else None
+    kinds = [i["data"]["kind"] for i in body["items"] if i["type"] == "run"]
+    return body if name in names and (run is None or run in kinds) else None

@@ -84,10 +84,10 @@ async def test_rule_lifecycle_create_conflict_update_versions_delete(
         wrong_key = await client.put(f"/v1/rules/{key}", json={**body, "key": "other"})
         assert wrong_key.status_code == 422
 
-        listed = [r["key"] for r in (await client.get("/v1/rules")).json()]
+        listed = [r["key"] for r in (await client.get("/v1/rules")).json()["items"]]
         assert key in listed
         assert (await client.get(f"/v1/rules/{key}")).json()["name"] == "renamed"
-        versions = (await client.get(f"/v1/rules/{key}/versions")).json()
+        versions = (await client.get(f"/v1/rules/{key}/versions")).json()["items"]
         assert [(v["version"], v["rule"]["name"]) for v in versions] == [
             (1, body["name"]),
             (2, "renamed"),

@@ -24,6 +24,7 @@ from tests.trigger_engine.engine_support import (
     now,
     produce,
     rule,
+    rule_stats,
     seconds,
 )
 
@@ -72,10 +73,10 @@ async def test_a_due_reminder_waits_for_the_order_still_unconsumed_after_a_resta
     assert found[0].created_at == due
     bought = await eventually(lambda: engine.customer_with_orders(buyer, 1), what="the order")
     assert [t for t in bought["timers"] if t["kind"] == "step"] == []
-    async with engine.admin() as client:
-        stats = (await client.get(f"/v1/rules/{prefix}-cart/stats")).json()
-        timeline = (await client.get(f"/v1/customers/{buyer}/timeline")).json()
+    stats = await rule_stats(engine, f"{prefix}-cart", lambda s: s["sent"] > 0)
     assert (stats["entered"], stats["sent"], stats["exited"]) == (2, 1, 1)
+    async with engine.admin() as client:
+        timeline = (await client.get(f"/v1/customers/{buyer}/timeline")).json()
     [exited] = [
         i for i in timeline["items"] if i["type"] == "run" and i["data"]["kind"] == "exited"
     ]

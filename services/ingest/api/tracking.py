@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.ingest.api import bodies
 from services.ingest.body import check_content_type, parse_json_object, read_body
 from services.ingest.context import IngestContext, IngestDep
 from services.ingest.tracking.errors import InvalidBody
@@ -138,6 +139,7 @@ async def _dead_letter(
                 index=index,
                 code=r.code,
                 reason=r.message,
+                errors=r.errors,
                 payload=payload,
             )
             for index, r, payload in rejected
@@ -169,6 +171,7 @@ def _single_route(call: str, summary: str) -> None:
         response_model=TrackingResponse,
         response_model_exclude_none=True,
         responses=ERRORS,
+        openapi_extra=bodies.single(call),
     )
 
 
@@ -211,6 +214,7 @@ async def _batch(request: Request, ctx: IngestContext) -> TrackingResponse:
     response_model=TrackingResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
+    openapi_extra=bodies.batch(),
 )
 async def batch(request: Request, ctx: IngestDep) -> TrackingResponse:
     return await _batch(request, ctx)

@@ -13,6 +13,7 @@ from services.ingest.writekeys import repository
 from shared.db import transaction
 from shared.errors import NotFound
 from shared.http.auth import AdminDep
+from shared.http.pages import Page, whole
 
 router = APIRouter(prefix="/v1/write-keys", tags=["write keys"], dependencies=[AdminDep])
 
@@ -50,13 +51,15 @@ async def create_write_key(body: WriteKeyCreate, ctx: IngestDep) -> WriteKeyCrea
 
 
 @router.get("", summary="List active write keys (never the keys themselves)")
-async def list_write_keys(ctx: IngestDep) -> list[WriteKeyOut]:
+async def list_write_keys(ctx: IngestDep) -> Page[WriteKeyOut]:
     async with ctx.sessions() as session:
         rows = await repository.list_active(session)
-    return [
-        WriteKeyOut(id=r.id, source=r.source, key_prefix=r.key_prefix, created_at=r.created_at)
-        for r in rows
-    ]
+    return whole(
+        [
+            WriteKeyOut(id=r.id, source=r.source, key_prefix=r.key_prefix, created_at=r.created_at)
+            for r in rows
+        ]
+    )
 
 
 @router.delete(

@@ -6,11 +6,11 @@ as Segment's ``{"code", "message"}`` and what goes to ``clm.dead-letters`` as th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 #: The message is not valid per the Tracking API (missing ids, bad types, bad dates…).
 INVALID_MESSAGE: Final = "invalid_message"
@@ -31,10 +31,20 @@ CUSTOM_ERROR: Final = "clm"
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a message was refused: a machine ``code`` and a one-line ``message`` for people."""
+    """Why a message was refused: a machine ``code`` and a one-line ``message`` for people.
+
+    ``errors`` lists every problem found, one sentence each (``message`` names the first);
+    it is what the rejected-input store keeps, and is left out of comparisons.
+    """
 
     code: str
     message: str
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def invalid(cls, code: str, exc: ValidationError, *, root: str = "") -> Rejection:
+        """The rejection of a message that failed model validation."""
+        return cls(code, describe(exc, root=root), tuple(sentences(exc, root=root)))
 
     def as_dict(self) -> dict[str, str]:
         """Segment's error body shape."""
@@ -107,21 +117,29 @@ _TEMPLATES: Final[dict[str, str]] = {
 }
 
 
+def _sentence(error: ErrorDetails, root: str) -> str:
+    where = path(error["loc"], root)
+    if error["type"] == CUSTOM_ERROR:
+        text = error["msg"]
+    else:
+        template = _TEMPLATES.get(error["type"])
+        if template is None:
+            text = error["msg"][:1].lower() + error["msg"][1:]
+        else:
+            limits = {k: _number(v) for k, v in error.get("ctx", {}).items()}
+            text = template.format(got=show(error.get("input")), **limits)
+    return f"{where} {text}" if where else text
+
+
+def sentences(exc: ValidationError, *, root: str = "") -> list[str]:
+    """Every error of ``exc``, one sentence each naming its field."""
+    return [_sentence(error, root) for error in exc.errors(include_url=False)]
+
+
 def describe(exc: ValidationError, *, root: str = "") -> str:
     """The first error of ``exc`` as one sentence naming the field; a count of the others."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = path(first["loc"], root)
-    if first["type"] == CUSTOM_ERROR:
-        text = first["msg"]
-    else:
-        template = _TEMPLATES.get(first["type"])
-        if template is None:
-            text = first["msg"][:1].lower() + first["msg"][1:]
-        else:
-            limits = {k: _number(v) for k, v in first.get("ctx", {}).items()}
-            text = template.format(got=show(first.get("input")), **limits)
-    sentence = f"{where} {text}" if where else text
+    sentence = _sentence(errors[0], root)
     if len(errors) > 1:
         sentence += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return sentence

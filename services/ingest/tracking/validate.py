@@ -40,7 +40,6 @@ from services.ingest.tracking.errors import (
     MESSAGE_TOO_LARGE,
     InvalidBody,
     Rejection,
-    describe,
     show,
 )
 from services.ingest.tracking.limits import check_shape
@@ -151,7 +150,7 @@ def parse_batch(
     try:
         envelope = BatchBody.model_validate(body)
     except ValidationError as exc:
-        raise InvalidBody(Rejection(INVALID_BATCH, describe(exc))) from None
+        raise InvalidBody(Rejection.invalid(INVALID_BATCH, exc)) from None
     accepted: list[tuple[int, EventV1]] = []
     rejected: list[tuple[int, Rejection]] = []
     context = envelope.context
@@ -280,7 +279,7 @@ def _parse(
     try:
         message = model.model_validate(raw)
     except ValidationError as exc:
-        return Rejection(INVALID_MESSAGE, describe(exc))
+        return Rejection.invalid(INVALID_MESSAGE, exc)
     if isinstance(message, TrackMessage):
         problem = check_properties(message.event, message.properties)
         if problem is not None:

@@ -20,10 +20,10 @@ from services.messenger.deliveries.schemas import (
     StatusName,
 )
 from services.messenger.deliveries.status import REPLAYABLE
-from services.messenger.pagination import decode_cursor, encode_cursor
 from shared.db import transaction
 from shared.errors import Conflict, NotFound
 from shared.http.auth import AdminDep
+from shared.http.pages import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], dependencies=[AdminDep])
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.http.pages import Page
+
 StatusName = Literal[
     "pending", "retrying", "delivered", "failed", "dead", "suppressed", "cancelled"
 ]
@@ -49,9 +51,8 @@ class DeliveryOut(BaseModel):
     attempts: list[AttemptOut]
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None = Field(description="pass as cursor for the next page")
+class DeliveryPage(Page[DeliveryOut]):
+    """One page, newest first."""
 
 
 ReplayableName = Literal["retrying", "delivered", "failed", "dead", "suppressed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,12 +19,17 @@ from services.messenger.destinations.schemas import (
     DestinationCreated,
     DestinationIn,
     DestinationOut,
+    DestinationPatch,
+    TestSendOut,
 )
 from services.messenger.destinations.secrets import UndecryptableSecret
 from services.messenger.destinations.urlcheck import checked_url
+from services.messenger.webhooks.body import test_body
+from services.messenger.webhooks.sender import send_signed
 from shared.db import transaction
-from shared.errors import Conflict, NotFound, Unavailable
+from shared.errors import Conflict, NotFound, Unavailable, Unprocessable
 from shared.http.auth import AdminDep
+from shared.http.pages import Page, whole
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +111,23 @@ async def create_destination(body: DestinationIn, ctx: MessengerDep) -> Destinat
 @router.get("", summary="List destinations (secrets masked)")
 async def list_destinations(
     ctx: MessengerDep, channel: Annotated[Channel | None, Query()] = None
-) -> list[DestinationOut]:
+) -> Page[DestinationOut]:
     async with ctx.sessions() as session:
         rows = await repository.list_all(session, channel=channel)
-    return [_out(r, ctx) for r in rows]
+    return whole([_out(r, ctx) for r in rows])
 
 
-@router.get("/{destination_id}", summary="Get a destination (secret masked)", responses=_NOT_FOUND)
-async def get_destination(destination_id: str, ctx: MessengerDep) -> DestinationOut:
+async def _existing(ctx: MessengerDep, destination_id: str) -> Destination:
     async with ctx.sessions() as session:
         row = await repository.get(session, destination_id)
     if row is None:
         raise NotFound(f"no destination with id {destination_id}")
-    return _out(row, ctx)
+    return row
+
+
+@router.get("/{destination_id}", summary="Get a destination (secret masked)", responses=_NOT_FOUND)
+async def get_destination(destination_id: str, ctx: MessengerDep) -> DestinationOut:
+    return _out(await _existing(ctx, destination_id), ctx)
 
 
 @router.put(
@@ -144,6 +154,64 @@ async def replace_destination(
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
     return _out(row, ctx)
+
+
+@router.patch(
+    "/{destination_id}",
+    summary="Enable or disable a destination (enabling clears an automatic disable)",
+    responses=_NOT_FOUND,
+)
+async def patch_destination(
+    destination_id: str, body: DestinationPatch, ctx: MessengerDep
+) -> DestinationOut:
+    async with transaction(ctx.sessions) as session:
+        row = await repository.set_enabled(
+            session, destination_id, enabled=body.enabled, now=datetime.now(UTC)
+        )
+    if row is None:
+        raise NotFound(f"no destination with id {destination_id}")
+    return _out(row, ctx)
+
+
+@router.post(
+    "/{destination_id}/test",
+    summary="Send a signed test webhook (type destination.test) and report what came back",
+    description="Sent once, now, whether the destination is enabled or not; nothing is "
+    "stored and nothing is retried. A 200 here means the test was sent, not that the "
+    "receiver accepted it: see `delivered`.",
+    responses=_NOT_FOUND,
+)
+async def test_destination(destination_id: str, ctx: MessengerDep) -> TestSendOut:
+    row = await _existing(ctx, destination_id)
+    try:
+        secret = ctx.secrets.open(row.secret_encrypted)
+    except UndecryptableSecret:
+        raise Unprocessable(
+            "the destination's secret cannot be decrypted with CLM_SECRET_KEY or "
+            "CLM_SECRET_KEYS_OLD; set the key it was stored with, or PUT a new secret"
+        ) from None
+    now = datetime.now(UTC)
+    webhook_id = "test_" + uuid.uuid4().hex
+    report = await send_signed(
+        ctx.http,
+        url=row.url,
+        secret=secret,
+        msg_id=webhook_id,
+        body=test_body(row.id, now=now),
+        timeout=ctx.settings.delivery_timeout_seconds,
+        allow_private=ctx.allow_private,
+        excerpt_bytes=ctx.settings.response_excerpt_bytes,
+        now=now,
+    )
+    code = report.status_code
+    return TestSendOut(
+        delivered=code is not None and 200 <= code < 300,
+        status_code=code,
+        latency_ms=round(report.latency_ms, 1),
+        error=report.error,
+        response_body=report.response_excerpt,
+        webhook_id=webhook_id,
+    )
 
 
 @router.delete(

@@ -131,6 +131,21 @@ async def remove(session: AsyncSession, dest_id: str) -> bool:
     return result.first() is not None
 
 
+async def set_enabled(
+    session: AsyncSession, dest_id: str, *, enabled: bool, now: datetime
+) -> Destination | None:
+    row = await get(session, dest_id, for_update=True)
+    if row is None:
+        return None
+    if enabled and not row.enabled:
+        row.disabled_reason = None
+    if row.enabled != enabled:
+        row.enabled = enabled
+        row.updated_at = now
+    await session.flush()
+    return row
+
+
 async def disable(session: AsyncSession, dest_id: str, *, reason: str, now: datetime) -> None:
     await session.execute(
         update(Destination)

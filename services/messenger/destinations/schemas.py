@@ -66,3 +66,20 @@ class DestinationOut(BaseModel):
 
 class DestinationCreated(DestinationOut):
     secret: str = Field(description="the full secret: shown only in this response")
+
+
+class DestinationPatch(BaseModel):
+    """``PATCH``: switch a destination on or off; enabling clears an automatic disable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class TestSendOut(BaseModel):
+    delivered: bool = Field(description="the receiver answered 2xx")
+    status_code: int | None = Field(description="the receiver's status; null if none came")
+    latency_ms: float
+    error: str | None = Field(description="why no answer came (timeout, connection, refused URL)")
+    response_body: str | None = Field(description="the start of the receiver's answer")
+    webhook_id: str = Field(description="the webhook-id header of the test message")

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Response
 
 from services.messenger.context import MessengerDep
 from services.messenger.destinations.schemas import Channel
-from services.messenger.pagination import decode_cursor, encode_cursor
 from services.messenger.suppressions import repository
 from services.messenger.suppressions.rules import Kind, Subject, normalize_address
 from services.messenger.suppressions.schemas import SuppressionIn, SuppressionOut, SuppressionPage
 from shared.db import transaction
 from shared.errors import NotFound, Unprocessable
 from shared.http.auth import AdminDep
+from shared.http.pages import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=[AdminDep])
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.messenger.destinations.schemas import Channel
 from services.messenger.suppressions.models import Suppression
 from services.messenger.suppressions.rules import Kind, Subject, normalize_address
+from shared.http.pages import Page
 
 
 class SuppressionIn(BaseModel):
@@ -64,6 +65,5 @@ class SuppressionOut(BaseModel):
         )
 
 
-class SuppressionPage(BaseModel):
-    items: list[SuppressionOut]
-    next_cursor: str | None = Field(description="pass as cursor for the next page")
+class SuppressionPage(Page[SuppressionOut]):
+    """One page, newest first."""

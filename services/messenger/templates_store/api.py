@@ -14,8 +14,11 @@ from services.messenger.context import MessengerDep
 from services.messenger.delivery.templates import Part, RenderError, TemplateSource, render
 from services.messenger.templates_store import repository
 from services.messenger.templates_store.models import Template
+from services.messenger.templates_store.preview import SAMPLE_DATA, latest_data
 from services.messenger.templates_store.schemas import (
     NAME_PATTERN,
+    PreviewIn,
+    PreviewOut,
     TemplateCreate,
     TemplateIn,
     TemplateOut,
@@ -23,6 +26,7 @@ from services.messenger.templates_store.schemas import (
 from shared.db import transaction
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.http.auth import AdminDep
+from shared.http.pages import Page, whole
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], dependencies=[AdminDep])
 
@@ -82,9 +86,9 @@ async def create_template(body: TemplateCreate, ctx: MessengerDep) -> TemplateOu
 
 
 @router.get("", summary="List managed templates")
-async def list_templates(ctx: MessengerDep) -> list[TemplateOut]:
+async def list_templates(ctx: MessengerDep) -> Page[TemplateOut]:
     async with ctx.sessions() as session:
-        return [_out(r) for r in await repository.list_all(session)]
+        return whole([_out(r) for r in await repository.list_all(session)])
 
 
 @router.get("/{name}", summary="Get a managed template", responses=_NOT_FOUND)
@@ -94,6 +98,49 @@ async def get_template(ctx: MessengerDep, name: str = NamePath) -> TemplateOut:
     if row is None:
         raise NotFound(f"no template named {name!r}")
     return _out(row)
+
+
+@router.post(
+    "/{name}/preview",
+    summary="Render a template for a sample or a real customer (nothing is sent)",
+    responses={
+        **_NOT_FOUND,
+        422: {"description": "the template fails to render with this data (part, kind)"},
+    },
+)
+async def preview_template(
+    ctx: MessengerDep, body: PreviewIn | None = None, name: str = NamePath
+) -> PreviewOut:
+    request = body or PreviewIn()
+    async with ctx.sessions() as session:
+        row = await repository.get(session, name)
+        if row is None:
+            raise NotFound(f"no template named {name!r}")
+        data, source = request.data, "given"
+        if data is None and request.customer_id is not None:
+            data, source = await latest_data(session, request.customer_id), "customer"
+            if data is None:
+                raise NotFound(
+                    f"no delivery to customer {request.customer_id!r} to preview with; "
+                    "leave customer_id out for the sample customer"
+                )
+        if data is None:
+            data, source = SAMPLE_DATA, "sample"
+    context = {k: v for k, v in data.items() if k != "rendered"}
+    result = await asyncio.to_thread(render, repository.source_of(row), context)
+    if isinstance(result, RenderError):
+        raise Unprocessable(
+            f"{result.part}: {result.message}",
+            code=f"template_{result.kind}",
+            details={"part": result.part, "kind": result.kind},
+        )
+    return PreviewOut(
+        subject=result.subject,
+        text=result.text,
+        html=result.html,
+        source=source,
+        data=context,
+    )
 
 
 @router.put("/{name}", summary="Replace a managed template", responses={**_NOT_FOUND, **_INVALID})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,3 +38,24 @@ class TemplateOut(BaseModel):
     version: int = Field(description="incremented by every PUT")
     created_at: datetime
     updated_at: datetime
+
+
+class PreviewIn(BaseModel):
+    """Whose data to render with: ``data`` as given, else the newest delivery's data of
+    ``customer_id``, else a sample customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str | None = Field(default=None, description="a customer the messenger sent to")
+    data: dict[str, Any] | None = Field(default=None, description="webhook data to render with")
+
+
+class PreviewOut(BaseModel):
+    subject: str | None
+    text: str | None
+    html: str | None
+    source: Literal["sample", "customer", "given"] = Field(
+        description="where the data came from: the sample, the customer's newest delivery, "
+        "or the request"
+    )
+    data: dict[str, Any] = Field(description="the data the template was rendered with")

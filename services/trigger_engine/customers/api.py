@@ -12,10 +12,11 @@ from fastapi import APIRouter, Query
 from services.trigger_engine.context import EngineDep
 from services.trigger_engine.core.plain import json_view
 from services.trigger_engine.core.state import CustomerState
-from services.trigger_engine.customers import repository
+from services.trigger_engine.customers import repository, search
 from services.trigger_engine.customers.schemas import (
     CartOut,
     CustomerOut,
+    CustomerSummary,
     ErasureOut,
     MetricsOut,
     NpsOut,
@@ -28,6 +29,7 @@ from services.trigger_engine.partitions.watermark import release_at
 from shared.db import transaction
 from shared.errors import NotFound
 from shared.http.auth import AdminDep
+from shared.http.pages import Page, decode_text_cursor, encode_text_cursor
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[AdminDep])
 
@@ -106,6 +108,37 @@ def customer_out(
         recent_sends=state.sends,
         context_timezone=p.context_timezone,
     )
+
+
+@router.get(
+    "",
+    summary="List customers (by stage) or search them by id, email or phone prefix",
+    description="`q` matches the start of the customer key, the user id or a merged "
+    "anonymous id; a `q` with an `@`, or one that is a phone number, also matches the "
+    "start of an email address or phone number the customer's stored events carried "
+    "(a scan of the event store). Ordered by customer key.",
+)
+async def list_customers(
+    ctx: EngineDep,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="id, email or phone prefix")
+    ] = None,
+    stage: Annotated[str | None, Query(description="only customers in this stage")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Page[CustomerSummary]:
+    async with ctx.sessions() as session:
+        found = await search.search(
+            session,
+            query=q.strip() if q else None,
+            stage=stage,
+            after=decode_text_cursor(cursor),
+            limit=limit + 1,
+        )
+    more = len(found) > limit
+    found = found[:limit]
+    next_cursor = encode_text_cursor(found[-1].customer_key) if more and found else None
+    return Page[CustomerSummary](items=found, next_cursor=next_cursor)
 
 
 @router.get(

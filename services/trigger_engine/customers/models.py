@@ -32,6 +32,9 @@ class Customer(Base):
     stage: Mapped[str | None] = mapped_column(Text)
     stage_entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     user_id: Mapped[str | None] = mapped_column(Text)
+    #: from the traits, for searching: the email in lower case, the phone as given
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
     orders: Mapped[int] = mapped_column(Integer)
     revenue: Mapped[float] = mapped_column(Float)
     first_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -43,6 +46,16 @@ class Customer(Base):
     __table_args__ = (
         Index("ix_customers_stage", "stage"),
         Index("ix_customers_partition", "partition", "customer_key"),
+        Index(
+            "ix_customers_email",
+            text("email text_pattern_ops"),
+            postgresql_where=text("email IS NOT NULL"),
+        ),
+        Index(
+            "ix_customers_phone",
+            text("phone text_pattern_ops"),
+            postgresql_where=text("phone IS NOT NULL"),
+        ),
         {"postgresql_with": {"fillfactor": 70}},
     )
 

@@ -73,6 +73,21 @@ class TimerOut(BaseModel):
     run_id: str | None
 
 
+class CustomerSummary(BaseModel):
+    """A customer in a list: the columns kept beside the state, no traits."""
+
+    id: str = Field(description="the user id, else the anonymous id the customer is keyed by")
+    customer_key: str
+    user_id: str | None
+    stage: str | None
+    stage_entered_at: datetime | None
+    orders: int
+    revenue: float
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    last_order_at: datetime | None
+
+
 class CustomerOut(BaseModel):
     id: str = Field(description="the user id, else the anonymous id the customer is keyed by")
     customer_key: str

@@ -17,6 +17,7 @@ from services.trigger_engine.rules import repository as rules_repo
 from shared.db import transaction
 from shared.errors import Unprocessable
 from shared.http.auth import AdminDep
+from shared.http.schema import DocumentedAs
 
 router = APIRouter(prefix="/v1/lifecycle", tags=["lifecycle"], dependencies=[AdminDep])
 
@@ -35,6 +36,7 @@ def _out(version: int, model: LifecycleModel) -> LifecycleOut:
 
 LifecycleBody = Annotated[
     dict[str, Any],
+    DocumentedAs(LifecycleModel),
     Body(
         description="Ordered stages, each with criteria on profile metrics (`metric`/`op`/"
         "`value`) or elapsed time (`since` + `at_least` or `less_than`); the last stage has "

@@ -15,12 +15,15 @@ from services.trigger_engine.core.rule_checks import RuleError, parse_rule
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.lifecycle import repository as lifecycle_repo
 from services.trigger_engine.rules import repository
+from services.trigger_engine.rules.paths import check_paths
 from services.trigger_engine.rules.schemas import (
     RuleOut,
+    RulePatch,
     RuleStatsOut,
     RuleVersionOut,
     SimulationOut,
     SimulationRequest,
+    Validation,
     unprocessable,
 )
 from services.trigger_engine.rules.simulate import run_simulation
@@ -29,6 +32,8 @@ from services.trigger_engine.send_policy import repository as policy_repo
 from shared.db import transaction
 from shared.errors import Unprocessable
 from shared.http.auth import AdminDep
+from shared.http.pages import Page, whole
+from shared.http.schema import DocumentedAs
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"], dependencies=[AdminDep])
 
@@ -37,6 +42,7 @@ _EXAMPLE = json.loads(
 )
 RuleBody = Annotated[
     dict[str, Any],
+    DocumentedAs(Rule),
     Body(
         description="A rule (see the contract). Validated in full; every problem is listed.",
         openapi_examples={"cart-abandon": {"value": _EXAMPLE}},
@@ -49,11 +55,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _parse(session: AsyncSession, body: dict[str, Any]) -> Rule:
+    """The rule, or a 422 listing every problem: structure, meaning and condition paths."""
     _, model = await lifecycle_repo.current(session)
+    path_issues = check_paths(body)
     try:
-        return parse_rule(body, stages=model.stage_names())
+        rule = parse_rule(body, stages=model.stage_names())
     except RuleError as error:
-        raise unprocessable(error) from None
+        raise unprocessable(RuleError([*error.issues, *path_issues])) from None
+    if path_issues:
+        raise unprocessable(RuleError(path_issues))
+    return rule
 
 
 def _changed(ctx: EngineContext) -> None:
@@ -61,9 +72,20 @@ def _changed(ctx: EngineContext) -> None:
 
 
 @router.get("", summary="List the rules (current versions)")
-async def list_rules(ctx: EngineDep) -> list[RuleOut]:
+async def list_rules(ctx: EngineDep) -> Page[RuleOut]:
     async with ctx.sessions() as session:
-        return [RuleOut.of(stored) for stored in await repository.list_current(session)]
+        return whole([RuleOut.of(stored) for stored in await repository.list_current(session)])
+
+
+@router.post(
+    "/validate",
+    summary="Check a rule without storing it (what POST and PUT would refuse, and why)",
+    responses={422: _ERRORS[422]},
+)
+async def validate_rule(body: RuleBody, ctx: EngineDep) -> Validation:
+    async with ctx.sessions() as session:
+        rule = await _parse(session, body)
+    return Validation(valid=True, rule=rule)
 
 
 @router.post(
@@ -105,6 +127,22 @@ async def update_rule(key: str, body: RuleBody, ctx: EngineDep) -> RuleOut:
     return RuleOut.of(stored)
 
 
+@router.patch(
+    "/{key}",
+    summary="Enable or disable a rule (a new version when it changes)",
+    responses={404: _ERRORS[404]},
+)
+async def patch_rule(key: str, body: RulePatch, ctx: EngineDep) -> RuleOut:
+    async with transaction(ctx.sessions) as session:
+        stored = await repository.get(session, key)
+        if stored.rule.enabled == body.enabled:
+            return RuleOut.of(stored)
+        changed = stored.rule.model_copy(update={"enabled": body.enabled})
+        stored = await repository.update(session, changed, now=datetime.now(UTC))
+    _changed(ctx)
+    return RuleOut.of(stored)
+
+
 @router.delete(
     "/{key}",
     status_code=204,
@@ -119,13 +157,15 @@ async def delete_rule(key: str, ctx: EngineDep) -> Response:
 
 
 @router.get("/{key}/versions", summary="Every version of a rule", responses={404: _ERRORS[404]})
-async def list_versions(key: str, ctx: EngineDep) -> list[RuleVersionOut]:
+async def list_versions(key: str, ctx: EngineDep) -> Page[RuleVersionOut]:
     async with ctx.sessions() as session:
         found = await repository.versions(session, key)
-    return [
-        RuleVersionOut(version=rule.version, created_at=created, rule=rule)
-        for rule, created in found
-    ]
+    return whole(
+        [
+            RuleVersionOut(version=rule.version, created_at=created, rule=rule)
+            for rule, created in found
+        ]
+    )
 
 
 @router.post(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.trigger_engine.core.rule_checks import RuleError
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.rules.repository import StoredRule
 from shared.errors import Unprocessable
+from shared.http.schema import DocumentedAs
 
 
 class RuleOut(Rule):
@@ -36,6 +37,24 @@ class RuleVersionOut(BaseModel):
     rule: Rule
 
 
+class RulePatch(BaseModel):
+    """``PATCH /v1/rules/{key}``: switch a rule on or off and nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class Validation(BaseModel):
+    valid: bool = Field(description="always true: an invalid rule is a 422")
+    rule: Rule = Field(description="the rule as it would be stored (defaults filled in)")
+
+
+class SendsOnDay(BaseModel):
+    day: date = Field(description="UTC day")
+    sent: int
+
+
 class SimulationRequest(BaseModel):
     """Replay stored history through the rule with a virtual clock."""
 
@@ -43,7 +62,7 @@ class SimulationRequest(BaseModel):
         default=None, alias="from", description="start of the history (default: 7 days ago)"
     )
     to: datetime | None = Field(default=None, description="end of the history (default: now)")
-    rule: dict[str, Any] | None = Field(
+    rule: Annotated[dict[str, Any], DocumentedAs(Rule)] | None = Field(
         default=None, description="a draft of the rule to try instead of the stored version"
     )
     sample: int = Field(default=20, ge=0, le=500, description="actions to return as examples")
@@ -65,7 +84,13 @@ class SimulationOut(BaseModel):
     completed: int
     converted: int
     truncated: bool = Field(description="history was longer than the most one simulation reads")
-    actions: list[dict[str, Any]] = Field(description="the first actions it would have sent")
+    reached: int = Field(default=0, description="customers it would have sent to at least once")
+    sends_per_day: list[SendsOnDay] = Field(
+        default_factory=list, description="would-be sends per UTC day, days without sends left out"
+    )
+    actions: list[dict[str, Any]] = Field(
+        description="the first actions it would have sent: the webhook data and `at`, the time"
+    )
 
 
 class ConversionOut(BaseModel):

@@ -12,6 +12,7 @@ replay runs in a worker thread so the service stays responsive.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ from services.trigger_engine.core.policy import NO_POLICY, SendPolicy
 from services.trigger_engine.core.rules import Rule
 from services.trigger_engine.core.ruleset import RuleSet
 from services.trigger_engine.core.simulate import Simulator
-from services.trigger_engine.rules.schemas import SimulationOut
+from services.trigger_engine.rules.schemas import SendsOnDay, SimulationOut
 from services.trigger_engine.stream.rows import decode_log
 from shared.envelope import Event, decode_plain_event
 
@@ -81,12 +82,15 @@ def simulate(
     sample: int,
     policy: SendPolicy = NO_POLICY,
 ) -> SimulationOut:
-    simulator = Simulator(rules=RuleSet.of([rule]), lifecycle=lifecycle, policy=policy)
+    # A backtest asks what the rule would do if it ran, so a disabled rule is tried as on.
+    trial = rule if rule.enabled else rule.model_copy(update={"enabled": True})
+    simulator = Simulator(rules=RuleSet.of([trial]), lifecycle=lifecycle, policy=policy)
     for event in events:
         simulator.feed(event, now=event.timestamp)
     simulator.advance_to(end)
     effects = simulator.effects
     actions = [e for e in effects if isinstance(e, EmitAction)]
+    per_day = Counter(a.created_at.astimezone(UTC).date() for a in actions)
     return SimulationOut(
         rule=rule.key,
         version=rule.version,
@@ -103,7 +107,9 @@ def simulate(
         completed=sum(isinstance(e, RunCompleted) for e in effects),
         converted=sum(isinstance(e, Converted) for e in effects),
         truncated=truncated,
-        actions=[a.data() for a in actions[:sample]],
+        reached=len({a.customer_key for a in actions}),
+        sends_per_day=[SendsOnDay(day=day, sent=n) for day, n in sorted(per_day.items())],
+        actions=[{**a.data(), "at": a.created_at.isoformat()} for a in actions[:sample]],
     )
 
 

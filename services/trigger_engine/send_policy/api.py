@@ -15,6 +15,7 @@ from services.trigger_engine.core.rules import Channel
 from services.trigger_engine.send_policy import repository
 from shared.db import transaction
 from shared.http.auth import AdminDep
+from shared.http.schema import DocumentedAs
 
 router = APIRouter(prefix="/v1/send-policy", tags=["send policy"], dependencies=[AdminDep])
 
@@ -49,6 +50,7 @@ def _out(version: int, policy: SendPolicy) -> SendPolicyOut:
 
 PolicyBody = Annotated[
     dict[str, Any],
+    DocumentedAs(SendPolicy),
     Body(
         description="`caps`: channel -> caps `{max, per}` that must all hold (rolling windows, "
         "ISO 8601 durations); `quiet_hours`: `{start, end}` local `HH:MM` in the customer's "

@@ -102,6 +102,8 @@ def state_row(state: CustomerState, partition: int, released: datetime | None) -
         state.stage_entered_at,
         released,
         profile.user_id,
+        email.lower() if (email := profile.email) is not None else None,
+        profile.phone,
         profile.orders,
         profile.revenue,
         profile.first_seen_at,

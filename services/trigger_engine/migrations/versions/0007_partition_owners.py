@@ -9,9 +9,10 @@ partition's writes nothing.
 - ``engine.partitions``: the owner's ``generation``, the offsets consumed of clm.events and of
   the engine's hand-off topic, and the lifecycle pass's progress in the partition;
 - ``engine.customers``: the owning ``partition`` and ``next_release_at`` (the earliest time one
-  of its timers may fire). Rows stored before have NULL there; the owner adopts them (fills
-  both from the state) when it is assigned their partition. ``engine.timers`` is dropped: a
-  customer's pending timers are part of its state;
+  of its timers may fire), and the customer's ``email`` (lower case) and ``phone`` from its
+  traits, indexed for searching customers. Rows stored before have NULL there; the owner
+  adopts them (fills them from the state) when it is assigned their partition.
+  ``engine.timers`` is dropped: a customer's pending timers are part of its state;
 - ``engine.event_log``: the events that are not commerce events, one row per customer and
   checkpoint (the records as JSON); commerce events stay one row each in ``engine.events``;
 - ``engine.erasures``: erasure requests, carried out by the customer's owner;
@@ -45,9 +46,9 @@ CREATE TYPE engine.partition_mark AS (
 );
 CREATE TYPE engine.state_row AS (
   customer_key text, partition int, state bytea, stage text, stage_entered_at timestamptz,
-  next_release_at timestamptz, user_id text, orders int, revenue float8,
-  first_seen_at timestamptz, last_seen_at timestamptz, first_order_at timestamptz,
-  last_order_at timestamptz
+  next_release_at timestamptz, user_id text, email text, phone text, orders int,
+  revenue float8, first_seen_at timestamptz, last_seen_at timestamptz,
+  first_order_at timestamptz, last_order_at timestamptz
 );
 CREATE TYPE engine.link_row AS (anonymous_id text, customer_key text);
 CREATE TYPE engine.transition_row AS (
@@ -142,17 +143,19 @@ BEGIN
   DELETE FROM engine.customers WHERE customer_key = ANY(p_removed);
 
   INSERT INTO engine.customers AS c (
-    customer_key, partition, state, stage, stage_entered_at, next_release_at, user_id,
-    orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at, updated_at
+    customer_key, partition, state, stage, stage_entered_at, next_release_at, user_id, email,
+    phone, orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at,
+    updated_at
   )
   SELECT s.customer_key, s.partition, s.state, s.stage, s.stage_entered_at, s.next_release_at,
-    s.user_id, s.orders, s.revenue, s.first_seen_at, s.last_seen_at, s.first_order_at,
-    s.last_order_at, p_now
+    s.user_id, s.email, s.phone, s.orders, s.revenue, s.first_seen_at, s.last_seen_at,
+    s.first_order_at, s.last_order_at, p_now
   FROM unnest(p_states) AS s
   ON CONFLICT (customer_key) DO UPDATE SET
     partition = excluded.partition, state = excluded.state, stage = excluded.stage,
     stage_entered_at = excluded.stage_entered_at, next_release_at = excluded.next_release_at,
-    user_id = excluded.user_id, orders = excluded.orders, revenue = excluded.revenue,
+    user_id = excluded.user_id, email = excluded.email, phone = excluded.phone,
+    orders = excluded.orders, revenue = excluded.revenue,
     first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at,
     first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
     updated_at = excluded.updated_at;
@@ -305,6 +308,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_customers_partition", "customers", ["partition", "customer_key"], schema="engine"
     )
+    for column in ("email", "phone"):
+        op.add_column("customers", sa.Column(column, sa.Text(), nullable=True), schema="engine")
+        op.create_index(
+            f"ix_customers_{column}",
+            "customers",
+            [sa.text(f"{column} text_pattern_ops")],
+            schema="engine",
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+        )
 
     op.add_column("outbox", sa.Column("partition", sa.Integer(), nullable=True), schema="engine")
     op.drop_index(
@@ -418,6 +430,9 @@ def downgrade() -> None:
         postgresql_where=sa.text("published_at IS NULL"),
     )
     op.drop_column("outbox", "partition", schema="engine")
+    for column in ("email", "phone"):
+        op.drop_index(f"ix_customers_{column}", table_name="customers", schema="engine")
+        op.drop_column("customers", column, schema="engine")
     op.drop_index("ix_customers_partition", table_name="customers", schema="engine")
     op.drop_column("customers", "next_release_at", schema="engine")
     op.drop_column("customers", "partition", schema="engine")
