@@ -260,7 +260,6 @@ async def bench(
                 CLM_LOG_LEVEL="WARNING",
                 CLM_CONSUMER_GROUP=group,
                 CLM_CONSUMER_MAX_RECORDS=str(args.batch),
-                CLM_OUTBOX_POLL_SECONDS="0.2",
             )
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "services.trigger_engine", env=env
@@ -275,6 +274,8 @@ async def bench(
         actions = await metric(clients, "clm_engine_actions_total{")
         transitions = await metric(clients, "clm_engine_stage_transitions_total{")
         merges = await metric(clients, "clm_engine_merges_total ")
+        checkpoints = await metric(clients, "clm_engine_checkpoints_total ")
+        states = await metric(clients, "clm_engine_checkpoint_states_total ")
         lat, held, lost = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds)
     finally:
         for proc, client in engines:
@@ -302,6 +303,10 @@ async def bench(
     print(
         f"during catch-up:   {actions:,.0f} actions, {transitions:,.0f} stage transitions, "
         f"{merges:,.0f} merges"
+    )
+    print(
+        f"checkpoints:       {checkpoints:,.0f}, {states:,.0f} customer states written "
+        f"({states / len(records):.2f} per event)"
     )
     print(
         f"latency:           event -> action published p50 {percentile(lat, 0.5) * 1000:.0f} ms, "

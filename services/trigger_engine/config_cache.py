@@ -10,6 +10,7 @@ interval, whatever the instances' clocks say.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,9 @@ class EngineConfig:
     lifecycle_version: int
     policy: SendPolicy = NO_POLICY
     policy_version: int = 0
+    #: when the lifecycle model was stored: the instant a pass moves customers at (the same
+    #: however often the pass runs, so a replayed pass derives the same ids)
+    lifecycle_at: datetime | None = None
 
     @property
     def stage_names(self) -> list[str]:
@@ -56,6 +60,7 @@ class ConfigCache:
                 lifecycle_version=version,
                 policy=policy,
                 policy_version=policy_version,
+                lifecycle_at=await lifecycle_repo.stored_at(session, version),
             )
             self._revision = revision
         return self._config

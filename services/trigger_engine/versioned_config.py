@@ -90,6 +90,13 @@ class VersionedConfig(Generic[M]):
             )
             return version, self.default()
 
+    async def stored_at(self, session: AsyncSession, version: int) -> datetime | None:
+        """When ``version`` was stored (None for version 0, the default)."""
+        at: datetime | None = await session.scalar(
+            select(self.table.c.created_at).where(self.table.c.version == version)
+        )
+        return at
+
     async def store(self, session: AsyncSession, value: M, *, now: datetime) -> int:
         """Store ``value`` as the next version (serialized by a transaction-scoped lock)."""
         lock = f"{self.table.schema}.{self.root}"

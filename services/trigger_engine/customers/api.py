@@ -184,7 +184,11 @@ async def erase_customer(customer_id: str, ctx: EngineDep) -> ErasureOut:
     settings = ctx.settings
     async with transaction(ctx.sessions) as session:
         erasure_id, key = await repository.request_erasure(
-            session, customer_id, topic=settings.events_topic, now=datetime.now(UTC)
+            session,
+            customer_id,
+            topic=settings.events_topic,
+            partitions=settings.kafka_topic_partitions,
+            now=datetime.now(UTC),
         )
     erased: dict[str, int] | None = None
     deadline = time.monotonic() + settings.erasure_wait_seconds

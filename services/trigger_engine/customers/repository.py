@@ -203,20 +203,21 @@ _DONE = text("SELECT done_at, erased FROM engine.erasures WHERE erasure_id = :id
 
 
 async def request_erasure(
-    session: AsyncSession, customer_id: str, *, topic: str, now: datetime
+    session: AsyncSession, customer_id: str, *, topic: str, partitions: int, now: datetime
 ) -> tuple[uuid.UUID, str]:
     """Ask the customer's owner to erase them: the owner deletes everything held for the
     customer at its next checkpoint and queues an ``ErasureV1`` for the messenger. Returns
-    (erasure id, customer key)."""
+    (erasure id, customer key). ``partitions``: the topic's partition count, for when no
+    owner has recorded it yet."""
     key = await resolve(session, customer_id) or customer_id
-    partitions = int(await session.scalar(_PARTITIONS, {"topic": topic}) or 0)
+    partitions = int(await session.scalar(_PARTITIONS, {"topic": topic}) or partitions)
     erasure_id = uuid.uuid4()
     await session.execute(
         _REQUEST,
         {
             "id": erasure_id,
             "key": key,
-            "partition": partition_of(key, partitions) if partitions else 0,
+            "partition": partition_of(key, partitions),
             "now": now,
         },
     )

@@ -28,6 +28,11 @@ async def current(session: AsyncSession) -> tuple[int, LifecycleModel]:
     return await LIFECYCLE.current(session)
 
 
+async def stored_at(session: AsyncSession, version: int) -> datetime | None:
+    """When ``version`` was stored (None for version 0, the default model)."""
+    return await LIFECYCLE.stored_at(session, version)
+
+
 async def latest_version(session: AsyncSession) -> int:
     """The newest stored version number; 0 when none was stored (the default model)."""
     return await LIFECYCLE.latest_version(session)

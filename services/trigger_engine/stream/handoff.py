@@ -18,6 +18,7 @@ its id, a merge request finds ``source`` linked already, and a transfer by ``sta
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -40,6 +41,9 @@ class Forward(msgspec.Struct, tag="forward", frozen=True):
 class MergeRequest(msgspec.Struct, tag="merge", frozen=True):
     source: str
     target: str
+    #: when the identifying event was received: the instant the merge happens at (so a
+    #: replay merges alike, with the same effect ids)
+    at: datetime
     #: an alias merges whatever ``source`` resolves to; an identify only an unlinked ``source``
     follow: bool = False
 
@@ -48,6 +52,8 @@ class StateTransfer(msgspec.Struct, tag="transfer", frozen=True):
     source: str
     target: str
     state: CustomerState
+    #: as :attr:`MergeRequest.at`
+    at: datetime
 
 
 Record = Forward | MergeRequest | StateTransfer

@@ -32,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -79,7 +81,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Owner:
-    """See the module. ``run`` is the job; tests bound it with ``max_ticks``."""
+    """See the module. ``run`` is the job (tests bound it with ``idle_timeout``)."""
 
     def __init__(
         self,
@@ -104,8 +106,10 @@ class Owner:
         #: one connection for what the loop waits on (loads, flushes, claims), one for the
         #: checkpoint written while the loop goes on
         self.connections: dict[str, asyncpg.Connection | None] = {"main": None, "checkpoint": None}
-        self.inflight: asyncio.Task[tuple[store.Checkpointed, datetime]] | None = None
-        self.publishing = 0
+        self.inflight: asyncio.Task[_Written] | None = None
+        #: checkpoints collected and written (sequence numbers: see ``pass_after``)
+        self.collected = 0
+        self.written = 0
         self.consumer: AIOKafkaConsumer | None = None
         self.to_mark: list[str] = []
         self.unsent: list[tuple[str, str, str]] = []
@@ -178,21 +182,26 @@ class Owner:
 
     async def revoked(self) -> None:
         async with self.lock:
-            if self.parts:
-                try:
+            try:
+                if self.parts:
                     await self._final_checkpoint()
-                except store.Fenced:
-                    log.warning("partitions were taken over before the revocation's checkpoint")
-                    self.parts.clear()
-            self.standby = self.parts
-            self.parts = {}
+                self.standby = self.parts
+            except store.Fenced:
+                log.warning("partitions were taken over before the revocation's checkpoint")
+                self.standby = {}
+            finally:
+                # Whatever happened, nothing is folded for them until they are claimed again
+                # (a checkpoint that did not finish leaves a generation the claim moves past).
+                self.parts = {}
 
     async def assigned(self, assigned: Sequence[TopicPartition]) -> None:
         consumer = self.consumer
         assert consumer is not None
-        mine = sorted({tp.partition for tp in assigned if tp.topic == self.topic})
+        tps = set(assigned)
+        mine = sorted({tp.partition for tp in tps if tp.topic == self.topic})
         async with self.lock:
             claimed = await self._claim(mine)
+            fresh: list[PartitionState] = []
             for got in claimed:
                 kept = self.standby.pop(got.partition, None)
                 if kept is not None and kept.generation + 1 == got.generation:
@@ -200,16 +209,19 @@ class Owner:
                     part = kept
                 else:
                     part = self._fresh(got)
-                    await self._prime(part)
+                    fresh.append(part)
                 self.parts[got.partition] = part
-                if part.events_offset is not None:
-                    consumer.seek(TopicPartition(self.topic, got.partition), part.events_offset)
-                if part.handoff_offset is not None:
-                    consumer.seek(
-                        TopicPartition(self.handoff_topic, got.partition), part.handoff_offset
-                    )
+                for topic, offset in (
+                    (self.topic, part.events_offset),
+                    (self.handoff_topic, part.handoff_offset),
+                ):
+                    tp = TopicPartition(topic, got.partition)
+                    if offset is not None and tp in tps:
+                        consumer.seek(tp, offset)
             self.standby.clear()
-            await self._recover_outbox(mine)
+            if fresh:
+                await self._prime(fresh)
+                await self._recover_outbox([part.partition for part in fresh])
             log.info(
                 "partitions assigned",
                 extra={"partitions": mine, "generations": [c.generation for c in claimed]},
@@ -233,31 +245,37 @@ class Owner:
             pass_cursor=got.pass_cursor,
         )
 
-    async def _prime(self, part: PartitionState) -> None:
-        """A partition new to this instance: its timers, and the rows stored before rows
+    async def _prime(self, parts: Sequence[PartitionState]) -> None:
+        """Partitions new to this instance: their timers, and the rows stored before rows
         recorded their partition (adopted: the next checkpoint records it, and their timers)."""
-        for key, at in await self._db(
-            lambda c: store.timer_index(c, part.partition), what="timer index"
-        ):
-            part.arm(key, at)
+        for part in parts:
+            for key, at in await self._db(
+                functools.partial(store.timer_index, partition=part.partition), what="timer index"
+            ):
+                part.arm(key, at)
         unadopted = await self._db(store.unadopted, what="adoption")
-        mine = [key for key in unadopted if self._partition(key) == part.partition]
-        if mine:
-            states, _ = await self._db(lambda c: store.load(c, mine), what="adoption")
-            grace = self.settings.late_timer_grace
-            for key, state in states.items():
-                part.put(state)
-                part.changed(key, grace=grace)
-            log.info(
-                "adopted stored customers",
-                extra={"partition": part.partition, "customers": len(states)},
-            )
+        by_partition = {part.partition: part for part in parts}
+        mine = [key for key in unadopted if self._partition(key) in by_partition]
+        if not mine:
+            return
+        states, _ = await self._db(lambda c: store.load(c, mine), what="adoption")
+        grace = self.settings.late_timer_grace
+        for key, state in states.items():
+            part = by_partition[self._partition(key)]
+            part.put(state)
+            part.changed(key, grace=grace)
+        log.info("adopted stored customers", extra={"customers": len(states)})
 
     async def _recover_outbox(self, partitions: Sequence[int]) -> None:
-        """Publish what a previous owner committed to the outbox but did not publish."""
+        """Publish what a previous owner committed to the outbox but did not publish (the
+        partitions are new to this instance: nothing of theirs is on its way already)."""
         rows = await self._db(lambda c: store.unpublished(c, partitions), what="outbox recovery")
         mine = set(partitions)
-        self.unsent.extend(row for row in rows if self._partition(row[1]) in mine)
+        self.unsent.extend(
+            (row_id, key, payload)
+            for row_id, key, payload, partition in rows
+            if (partition if partition is not None else self._partition(key)) in mine
+        )
 
     # -- one tick: fold what arrived, then timers, passes, flush, checkpoint ---------------
 
@@ -305,16 +323,14 @@ class Owner:
             try:
                 if record.topic == self.topic:
                     value: Any = decode_plain_event(record.value or b"")
-                    keys: Iterable[str] = unit.keys_for(part, value)
                 else:
                     value = handoff.decode(record.value or b"")
-                    keys = (_handoff_key(value),)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 poison.append((record, "undecodable", f"{type(exc).__name__}: {exc}"))
                 self._advance_offset(part, record)
                 continue
             decoded.append((part, record, value))
-            missing.update(k for k in keys if k not in part.states and k not in part.links)
+            missing.update(k for k in unit.keys_for(part, value) if part.absent(k))
         if missing:
             await self._load(missing)
         rebuilt: set[int] = set()
@@ -341,44 +357,60 @@ class Owner:
 
     def _seen(self, part: PartitionState, record: ConsumerRecord) -> bool:
         offset = part.events_offset if record.topic == self.topic else part.handoff_offset
+        if offset is None:
+            part.started.setdefault(record.topic, record.offset)
         return offset is not None and record.offset < offset
 
     def _advance_offset(self, part: PartitionState, record: ConsumerRecord) -> None:
         if record.topic == self.topic:
-            part.events_offset = record.offset + 1
+            part.events_offset = max(part.events_offset or 0, record.offset + 1)
         else:
-            part.handoff_offset = record.offset + 1
+            part.handoff_offset = max(part.handoff_offset or 0, record.offset + 1)
 
     async def _load(self, keys: set[str]) -> None:
-        wanted = sorted(keys)
-        states, links = await self._db(lambda c: store.load(c, wanted), what="state load")
-        for key, state in states.items():
-            part = self.parts.get(self._partition(key))
-            if part is not None and key not in part.states:
-                part.put(state)
-        for key, target in links.items():
-            part = self.parts.get(self._partition(key))
-            if part is not None:
+        """Read the customers' states (and identity links) missing from memory; then, in a
+        second round, the local customers their links point to (a merge needs both)."""
+        for _ in range(2):
+            wanted = sorted(keys)
+            states, links = await self._db(
+                functools.partial(store.load, keys=wanted), what="state load"
+            )
+            for key, state in states.items():
+                part = self.parts.get(self._partition(key))
+                if part is not None and part.absent(key):
+                    part.put(state)
+            keys = set()
+            for key, target in links.items():
+                part = self.parts.get(self._partition(key))
+                if part is None or key in part.tombstones:
+                    continue
                 part.links.setdefault(key, target)
+                if self._partition(target) == part.partition and part.absent(target):
+                    keys.add(target)
+            if not keys:
+                return
 
     async def _rebuild(self, part: PartitionState) -> None:
         """Throw away what the partition folded since its checkpoint and replay from there
         (the record that failed is skipped the second time)."""
         consumer = self.consumer
         assert consumer is not None
-        [got] = await self._claim([part.partition])
+        if self.inflight is not None:  # what it covers is the checkpoint to go back to
+            await asyncio.wait([self.inflight])  # (acted on at the end of the tick)
+        got = await self._db(
+            lambda c: store.checkpointed(c, self.topic, part.partition, generation=part.generation),
+            what="rebuild",
+        )
         fresh = self._fresh(got)
-        await self._prime(fresh)
+        await self._prime([fresh])
         self.parts[part.partition] = fresh
         for topic, offset in (
             (self.topic, fresh.events_offset),
             (self.handoff_topic, fresh.handoff_offset),
         ):
-            tp = TopicPartition(topic, part.partition)
+            offset = offset if offset is not None else part.started.get(topic)
             if offset is not None:
-                consumer.seek(tp, offset)
-            else:
-                await consumer.seek_to_committed(tp)
+                consumer.seek(TopicPartition(topic, part.partition), offset)
 
     def _watermarks_from(self, records: Iterable[ConsumerRecord]) -> None:
         lateness = self.settings.watermark_lateness
@@ -392,8 +424,7 @@ class Owner:
             if topic == self.topic:
                 part.watermark = mark if part.watermark is None else max(part.watermark, mark)
             else:
-                hw = part.handoff_watermark
-                part.handoff_watermark = mark if hw is None else max(hw, mark)
+                part.handoff_moved(mark)
 
     async def _caught_up(self) -> None:
         """Every ``CLM_WATERMARK_CHECK_MS``: partitions that reached their end move their
@@ -425,8 +456,8 @@ class Owner:
                 continue
             if tp.topic == self.topic:
                 part.watermark = mark if part.watermark is None else max(part.watermark, mark)
-            elif part.remote_read is not None and part.remote_read[0] <= checked_at:
-                part.remote_floor = part.remote_read[1]
+            else:
+                part.handoff_moved(mark)
             high = consumer.highwater(tp)
             if high is not None:
                 LAG.labels(self.group, tp.topic, str(tp.partition)).set(
@@ -459,17 +490,23 @@ class Owner:
             if part.pass_version is None or part.pass_version < version:
                 # Start: every customer in memory is written first, so the scan sees them all.
                 part.pass_version, part.pass_cursor = version, ""
+                part.pass_after = self.collected + 1
                 self.force_checkpoint = True
                 continue
-            if part.pass_version != version or part.pass_cursor is None or self.force_checkpoint:
+            if (
+                part.pass_version != version
+                or part.pass_cursor is None
+                or self.written < part.pass_after
+            ):
                 continue
             keys = await self._scan(part.partition, part.pass_cursor, chunk)
             missing = {key for key in keys if key not in part.states}
             if missing:
                 await self._load(missing)
             before = len(unit.transitions)
+            at = config.lifecycle_at or unit.now
             for key in keys:
-                unit.reevaluate(part, key, version)
+                unit.reevaluate(part, key, version, at=at)
             transitions = len(unit.transitions) - before
             part.pending.pass_customers += len(keys)
             part.pending.pass_transitions += transitions
@@ -523,11 +560,9 @@ class Owner:
                 log.warning("publishing failed; trying again", extra={"error": repr(exc)})
                 self.unsent.append(row)
                 continue
-            self.publishing += 1
             future.add_done_callback(lambda done, row=row: self._published(row, done))
 
     def _published(self, row: tuple[str, str, str], done: asyncio.Future[Any]) -> None:
-        self.publishing -= 1
         if done.cancelled() or done.exception() is not None:
             self.unsent.append(row)
             return
@@ -539,6 +574,8 @@ class Owner:
             m.EVENTS.labels("folded").inc(unit.folded)
         if unit.duplicates:
             m.EVENTS.labels("duplicate").inc(unit.duplicates)
+        if unit.erased:
+            m.EVENTS.labels("erased").inc(unit.erased)
         if unit.merges:
             m.MERGES.inc(unit.merges)
         for from_stage, to_stage, cause in unit.transitions:
@@ -574,7 +611,7 @@ class Owner:
                     part.generation,
                     part.events_offset,
                     part.handoff_offset,
-                    part.watermark,
+                    part.published_watermark(),
                     part.pass_version,
                     part.pass_cursor,
                     todo.pass_customers,
@@ -600,7 +637,8 @@ class Owner:
         sending, self.sending = self.sending, []
         self.force_checkpoint = False
         self.checkpoint_due = time.monotonic() + self.settings.checkpoint_ms / 1000
-        self.inflight = asyncio.create_task(self._write(rows, sending, now))
+        self.collected += 1
+        self.inflight = asyncio.create_task(self._write(self.collected, rows, sending, now))
         if final:
             await self._checkpoint_written(final=True)
 
@@ -617,13 +655,18 @@ class Owner:
         inflight, self.inflight = self.inflight, None
         if inflight is None:
             return
-        result, now = await inflight
+        written = await inflight
+        self.written = written.seq
         if not final:
-            await self._after_checkpoint(result, now)
+            await self._after_checkpoint(written)
 
     async def _write(
-        self, rows: store.CheckpointRows, sending: list[asyncio.Future[Any]], now: datetime
-    ) -> tuple[store.Checkpointed, datetime]:
+        self,
+        seq: int,
+        rows: store.CheckpointRows,
+        sending: list[asyncio.Future[Any]],
+        now: datetime,
+    ) -> _Written:
         if sending:
             await asyncio.gather(*sending)
         result = await self._db(
@@ -631,38 +674,66 @@ class Owner:
             what="checkpoint",
             connection="checkpoint",
         )
+        # After the call: every hand-off sent before the other partitions' watermarks it
+        # read were stored has a timestamp before this instant.
+        read_at = datetime.now(UTC)
         m.CHECKPOINTS.inc()
         m.CHECKPOINT_ROWS.inc(len(rows.states))
         outbox = {row[0]: row for row in rows.outbox}
         self.unsent.extend(
-            (row_id, outbox[row_id][1], outbox[row_id][4]) for row_id in result.published
+            (row_id, outbox[row_id][1], outbox[row_id][4]) for row_id in result.to_publish
         )
-        return result, now
+        return _Written(seq, result, rows, read_at)
 
-    async def _after_checkpoint(self, result: store.Checkpointed, now: datetime) -> None:
+    async def _after_checkpoint(self, written: _Written) -> None:
         """What a committed checkpoint tells: configuration changes, the other partitions'
         watermarks, erasures to carry out; and its states may now be evicted."""
+        result, rows = written.result, written.rows
         await self._follow_config(result.revision)
         marks = list(result.watermarks.values())
         if marks and all(mark is not None for mark in marks) and len(marks) >= self.count:
             floor = min(mark for mark in marks if mark is not None)
             for part in self.parts.values():
-                part.remote_read = (now, floor)
+                part.remote_reads.append((written.read_at, floor))
+        for _, key in rows.erased:
+            erased_on = self.parts.get(self._partition(key))
+            if erased_on is not None:
+                erased_on.tombstones.discard(key)
+        checkpointed = {
+            (topic, mark[0]): offset
+            for mark in rows.marks
+            for topic, offset in ((self.topic, mark[2]), (self.handoff_topic, mark[3]))
+        }
+        self.poison = {
+            (topic, partition, offset)
+            for topic, partition, offset in self.poison
+            if offset >= (checkpointed.get((topic, partition)) or 0)
+        }
         if result.erasures:
-            config = self.config
-            assert config is not None
-            unit = UnitOfWork(
-                config=config, now=now, grace=self.settings.late_timer_grace, partitions=self.count
-            )
-            for erasure_id, key in result.erasures:
-                owned = self.parts.get(self._partition(key))
-                if owned is not None and all(e != erasure_id for e, _ in owned.pending.erased):
-                    unit.erase(owned, erasure_id, key)
-            self.force_checkpoint = True
+            self._erase(result.erasures, now=written.read_at)
         capacity = max(1, self.settings.state_cache_size // max(1, len(self.parts)))
         for part in self.parts.values():
             part.evict(capacity)
-        self._gauges(now)
+        self._gauges(written.read_at)
+
+    def _erase(self, erasures: list[tuple[uuid.UUID, str, datetime]], *, now: datetime) -> None:
+        """Carry out the erasures asked for the owned partitions (the next checkpoint, forced,
+        stores them); the customer's actions not yet published are not published."""
+        config = self.config
+        assert config is not None
+        unit = UnitOfWork(
+            config=config, now=now, grace=self.settings.late_timer_grace, partitions=self.count
+        )
+        erased: set[str] = set()
+        for erasure_id, key, requested_at in erasures:
+            part = self.parts.get(self._partition(key))
+            if part is None or any(e == erasure_id for e, _ in part.pending.erased):
+                continue
+            unit.erase(part, erasure_id, key, requested_at=requested_at)
+            erased.add(key)
+        if erased:
+            self.unsent = [row for row in self.unsent if row[1] not in erased]
+            self.force_checkpoint = True
 
     def _gauges(self, now: datetime) -> None:
         parts = self.parts.values()
@@ -677,9 +748,22 @@ class Owner:
             self.revision = revision
 
     async def _reload_config(self) -> None:
-        async with self.ctx.sessions() as session:
-            self.ctx.config.invalidate()
-            self.config = await self.ctx.config.get(session)
+        backoff = 0.2
+        while True:
+            try:
+                async with self.ctx.sessions() as session:
+                    self.ctx.config.invalidate()
+                    self.config = await self.ctx.config.get(session)
+                return
+            except Exception as exc:
+                if not _transient(exc) or self.stop.is_set():
+                    raise
+                m.CHECKPOINT_RETRIES.labels("configuration").inc()
+                log.warning(
+                    "reading the configuration failed; trying again", extra={"error": repr(exc)}
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -767,8 +851,14 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError) or is_transient(exc)
 
 
-def _handoff_key(record: handoff.Record) -> str:
-    return record.source if isinstance(record, handoff.MergeRequest) else record.target
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    """A committed checkpoint: its sequence number, answer and rows, and when it returned."""
+
+    seq: int
+    result: store.Checkpointed
+    rows: store.CheckpointRows
+    read_at: datetime
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 30.0) -> int:

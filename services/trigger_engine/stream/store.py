@@ -57,10 +57,22 @@ _ENSURE = (
     "INSERT INTO engine.partitions (topic, partition) "
     "SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING"
 )
+_COLUMNS = (
+    "partition, generation, events_offset, handoff_offset, watermark, pass_version, pass_cursor"
+)
+# Locked first (FOR UPDATE): an action flush of the previous owner (FOR KEY SHARE) in flight
+# finishes before the generation moves, and none starts after it with the old one.
+_LOCK = (
+    "SELECT partition FROM engine.partitions WHERE topic = $1 AND partition = ANY($2::int[]) "
+    "ORDER BY partition FOR UPDATE"
+)
 _CLAIM = (
     "UPDATE engine.partitions SET generation = generation + 1, owner = $3, updated_at = now() "
-    "WHERE topic = $1 AND partition = ANY($2::int[]) RETURNING partition, generation, "
-    "events_offset, handoff_offset, watermark, pass_version, pass_cursor"
+    f"WHERE topic = $1 AND partition = ANY($2::int[]) RETURNING {_COLUMNS}"
+)
+_OWNED = (
+    f"SELECT {_COLUMNS} FROM engine.partitions "
+    "WHERE topic = $1 AND partition = $2 AND generation = $3"
 )
 
 
@@ -72,10 +84,23 @@ async def claim(
     count: int,
     owner: str,
 ) -> list[Claimed]:
+    wanted = sorted(partitions)
     async with connection.transaction():
         await connection.execute(_ENSURE, topic, count)
-        rows = await connection.fetch(_CLAIM, topic, sorted(partitions), owner)
+        await connection.fetch(_LOCK, topic, wanted)
+        rows = await connection.fetch(_CLAIM, topic, wanted, owner)
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.partition)
+
+
+async def checkpointed(
+    connection: asyncpg.Connection, topic: str, partition: int, *, generation: int
+) -> Claimed:
+    """The partition as its last checkpoint left it, if ``generation`` still owns it (else
+    :class:`Fenced`): where to start again after throwing away what memory held."""
+    row = await connection.fetchrow(_OWNED, topic, partition, generation)
+    if row is None:
+        raise Fenced(f"partition {partition} is owned by another generation")
+    return Claimed(*row)
 
 
 async def revision(connection: asyncpg.Connection) -> int:
@@ -140,16 +165,17 @@ async def scan(
 
 async def unpublished(
     connection: asyncpg.Connection, partitions: Sequence[int]
-) -> list[tuple[str, str, str]]:
-    """(id, customer key, payload) of the partitions' outbox rows not yet published, and of
-    rows stored before partitions were recorded (the caller keeps those of its partitions)."""
+) -> list[tuple[str, str, str, int | None]]:
+    """(id, customer key, payload, partition) of the partitions' outbox rows not yet
+    published, and of rows stored before partitions were recorded (partition None: the
+    caller keeps those whose key is on its partitions)."""
     rows = await connection.fetch(
-        "SELECT id, customer_key, payload::text FROM engine.outbox "
+        "SELECT id, customer_key, payload::text, partition FROM engine.outbox "
         "WHERE published_at IS NULL AND (partition = ANY($1::int[]) OR partition IS NULL) "
         "ORDER BY seq",
         list(partitions),
     )
-    return [(row_id, key, payload) for row_id, key, payload in rows]
+    return [(row_id, key, payload, partition) for row_id, key, payload, partition in rows]
 
 
 async def flush_actions(
@@ -158,7 +184,7 @@ async def flush_actions(
     fence: Sequence[tuple[int, int]],
     rows: Sequence[tuple[Any, ...]],
 ) -> list[str]:
-    """Write outbox rows now; return the ids that were new (the ones to publish)."""
+    """Write outbox rows now; return the ids of those not published yet (to publish)."""
     try:
         new: list[str] = await connection.fetchval(
             "SELECT engine.flush_actions($1, $2::int[], $3::bigint[], $4::engine.outbox_row[])",
@@ -179,10 +205,10 @@ class Checkpointed:
     revision: int
     #: every partition of the topic: its watermark (None until established)
     watermarks: dict[int, datetime | None]
-    #: erasures due on the caller's partitions
-    erasures: list[tuple[uuid.UUID, str]]
-    #: outbox rows the checkpoint added (erasure notices), to publish
-    published: list[str]
+    #: erasures due on the caller's partitions: (id, customer key, requested at)
+    erasures: list[tuple[uuid.UUID, str, datetime]]
+    #: outbox rows of the checkpoint (erasure notices) not published yet: to publish
+    to_publish: list[str]
 
 
 @dataclass
@@ -235,10 +261,10 @@ async def checkpoint(
             raise Fenced(str(exc)) from exc
         raise
     assert result is not None
-    revision, partitions, watermarks, erasure_ids, erasure_keys, published = result
+    revision, partitions, watermarks, erasure_ids, erasure_keys, to_publish, erasure_at = result
     return Checkpointed(
         revision=int(revision or 0),
         watermarks=dict(zip(partitions or [], watermarks or [], strict=True)),
-        erasures=list(zip(erasure_ids or [], erasure_keys or [], strict=True)),
-        published=list(published or []),
+        erasures=list(zip(erasure_ids or [], erasure_keys or [], erasure_at or [], strict=True)),
+        to_publish=list(to_publish or []),
     )

@@ -61,16 +61,31 @@ class UnitOfWork:
     outcomes: list[SendOutcome] = field(default_factory=list)
     merges: int = 0
     folded: int = 0
+    #: events dropped because their customer's erasure was not stored yet
+    erased: int = 0
     duplicates: int = 0
     fired: list[tuple[str, float]] = field(default_factory=list)
 
     # -- what to load first ------------------------------------------------------------
 
-    def keys_for(self, part: PartitionState, event: Event) -> Iterable[str]:
-        """The customers of ``part`` an event may read (to have in memory before it)."""
-        yield event.customer_key
+    def keys_for(self, part: PartitionState, record: Event | Record) -> Iterable[str]:
+        """The customers of ``part`` a record may read (to have in memory before it)."""
+        if isinstance(record, Event):
+            yield record.customer_key
+            yield from self._identities(part, record, record.customer_key)
+        elif isinstance(record, Forward):
+            yield record.target
+            yield from self._identities(part, record.event, record.target)
+        elif isinstance(record, MergeRequest):
+            yield record.source
+            if self.local(part, record.target):
+                yield record.target
+        else:
+            yield record.target
+
+    def _identities(self, part: PartitionState, event: Event, key: str) -> Iterable[str]:
         for other in (event.anonymous_id, event.previous_id):
-            if other and other != event.customer_key and self.local(part, other):
+            if other and other != key and self.local(part, other):
                 yield other
 
     def local(self, part: PartitionState, key: str) -> bool:
@@ -80,29 +95,33 @@ class UnitOfWork:
 
     def event(self, part: PartitionState, event: Event, raw: bytes, offset: int) -> None:
         """A clm.events record of ``part`` (at ``offset``)."""
-        key = event.customer_key
-        target = part.links.get(key)
-        if target is not None:  # merged into a customer: its owner folds the event
-            self._send(target, Forward(target, event, part.partition, offset))
-            return
-        for other, follow in ((event.anonymous_id, False), (event.previous_id, True)):
-            if other and other != key:
-                self._identify(part, other, key, follow=follow)
-        self._fold(part, key, event, raw, part.partition, offset)
+        self._event(part, event.customer_key, event, raw, part.partition, offset)
 
     def handoff(self, part: PartitionState, record: Record) -> None:
         """A hand-off record for a customer of ``part``."""
         if isinstance(record, Forward):
-            target = part.links.get(record.target)
-            if target is not None:
-                self._send(target, Forward(target, record.event, record.partition, record.offset))
-                return
-            raw = record.event.to_bytes()
-            self._fold(part, record.target, record.event, raw, record.partition, record.offset)
+            event, raw = record.event, record.event.to_bytes()
+            self._event(part, record.target, event, raw, record.partition, record.offset)
         elif isinstance(record, MergeRequest):
-            self._merge_away(part, record.source, record.target, follow=record.follow)
+            self._merge_away(part, record.source, record.target, at=record.at, follow=record.follow)
         else:
-            self._take_over(part, record.target, record.state)
+            self._take_over(part, record.source, record.target, record.state, at=record.at)
+
+    def _event(
+        self, part: PartitionState, key: str, event: Event, raw: bytes, partition: int, offset: int
+    ) -> None:
+        """``event`` for ``key`` (a customer of ``part``), read at (``partition``, ``offset``)."""
+        if key in part.tombstones:
+            self.erased += 1  # erased with the customer (the erasure is not stored yet)
+            return
+        target = part.links.get(key)
+        if target is not None:  # merged into a customer: its owner folds the event
+            self._send(target, Forward(target, event, partition, offset))
+            return
+        for other, follow in ((event.anonymous_id, False), (event.previous_id, True)):
+            if other and other != key:
+                self._identify(part, other, key, at=event.received_at, follow=follow)
+        self._fold(part, key, event, raw, partition, offset)
 
     def fire(self, part: PartitionState, key: str) -> None:
         """Fire the customer's timers that are released by now (see :meth:`gate`)."""
@@ -132,7 +151,7 @@ class UnitOfWork:
         if due:
             self._book(part, key, effects)
         else:
-            part.arm_again(key, grace=self.grace)
+            part.hold(key, grace=self.grace)
 
     def gate(self, part: PartitionState, state: CustomerState) -> datetime | None:
         """The watermark the customer's timers fire by: its partition's, and for a customer
@@ -146,27 +165,31 @@ class UnitOfWork:
             return None if floor is None else min(mark, floor)
         return mark
 
-    def reevaluate(self, part: PartitionState, key: str, version: int) -> bool:
-        """Move the customer to the configuration's lifecycle model (a pass); True when it
-        moved (stage or stage timer)."""
+    def reevaluate(self, part: PartitionState, key: str, version: int, *, at: datetime) -> bool:
+        """Move the customer to the configuration's lifecycle model (a pass), as of ``at``
+        (when the model was stored: a replayed pass moves alike); True when it moved."""
         state = part.get(key)
         if state is None:
             return False
-        ctx = self._context(state)
+        ctx = self._context(state, now=at)
         apply(ctx, LifecycleChanged(lifecycle_version=version))
         if not ctx.effects:
             return False
         self._book(part, key, ctx.effects)
         return True
 
-    def erase(self, part: PartitionState, erasure_id: uuid.UUID, key: str) -> None:
-        """Forget the customer; the checkpoint deletes its rows and queues the notice."""
+    def erase(
+        self, part: PartitionState, erasure_id: uuid.UUID, key: str, *, requested_at: datetime
+    ) -> None:
+        """Forget the customer; the checkpoint deletes its rows (last, so also those it
+        writes itself) and queues the notice. Until then the key is a tombstone."""
         part.remove(key)
+        part.tombstones.add(key)
         for anonymous in [a for a, target in part.links.items() if target == key]:
             del part.links[anonymous]
         pending = part.pending
         pending.erased.append((erasure_id, key))
-        notice = ErasureV1(customer_key=key, erasure_id=erasure_id, requested_at=self.now)
+        notice = ErasureV1(customer_key=key, erasure_id=erasure_id, requested_at=requested_at)
         pending.outbox.append(
             (
                 f"erasure_{erasure_id}",
@@ -209,21 +232,25 @@ class UnitOfWork:
                 log.add(event, raw)
         self._book(part, key, effects)
 
-    def _identify(self, part: PartitionState, source: str, target: str, *, follow: bool) -> None:
+    def _identify(
+        self, part: PartitionState, source: str, target: str, *, at: datetime, follow: bool
+    ) -> None:
         """``source`` (an anonymous id, or an alias's previous id) is ``target``'s."""
         if not self.local(part, source):
-            self._send(source, MergeRequest(source, target, follow))
+            self._send(source, MergeRequest(source, target, at, follow))
         else:
-            self._merge_away(part, source, target, follow=follow)
+            self._merge_away(part, source, target, at=at, follow=follow)
 
-    def _merge_away(self, part: PartitionState, source: str, target: str, *, follow: bool) -> None:
+    def _merge_away(
+        self, part: PartitionState, source: str, target: str, *, at: datetime, follow: bool
+    ) -> None:
         """``source`` is a customer of ``part``: link it to ``target`` and hand its state on."""
-        if source == target:
+        if source == target or source in part.tombstones:
             return
         linked = part.links.get(source)
         if linked is not None:
             if follow and linked != target:  # an alias merges what the id resolves to
-                self._identify(part, linked, target, follow=True)
+                self._identify(part, linked, target, at=at, follow=True)
             return
         part.links[source] = target
         part.pending.links[source] = target
@@ -235,11 +262,26 @@ class UnitOfWork:
         part.pending.removed.add(source)
         self.merges += 1
         if self.local(part, target):
-            self._take_over(part, target, state)
+            self._take_over(part, source, target, state, at=at)
         else:
-            self._send(target, StateTransfer(source, target, state))
+            self._send(target, StateTransfer(source, target, state, at))
 
-    def _take_over(self, part: PartitionState, target: str, anonymous: CustomerState) -> None:
+    def _take_over(
+        self,
+        part: PartitionState,
+        source: str,
+        target: str,
+        anonymous: CustomerState,
+        *,
+        at: datetime,
+    ) -> None:
+        """Merge ``source``'s state into ``target`` (a customer of ``part``)."""
+        if target in part.tombstones:
+            return  # erased: what it was merging goes with it
+        linked = part.links.get(target)
+        if linked is not None:  # ``target`` was itself merged on: the state follows it
+            self._send(linked, StateTransfer(source, linked, anonymous, at))
+            return
         known = part.get(target)
         if known is not None and anonymous.customer_key in known.merged:
             return  # handed over twice
@@ -249,7 +291,7 @@ class UnitOfWork:
             anonymous,
             rules=cfg.rules,
             lifecycle=cfg.lifecycle,
-            now=self.now,
+            now=at,
             policy=cfg.policy,
         )
         part.put(result.state)
@@ -261,10 +303,10 @@ class UnitOfWork:
             state, input, rules=cfg.rules, lifecycle=cfg.lifecycle, now=self.now, policy=cfg.policy
         )
 
-    def _context(self, state: CustomerState) -> StepContext:
+    def _context(self, state: CustomerState, *, now: datetime) -> StepContext:
         cfg = self.config
         return StepContext(
-            state=state, rules=cfg.rules, lifecycle=cfg.lifecycle, now=self.now, policy=cfg.policy
+            state=state, rules=cfg.rules, lifecycle=cfg.lifecycle, now=now, policy=cfg.policy
         )
 
     def _book(self, part: PartitionState, key: str, effects: list[Effect]) -> None:

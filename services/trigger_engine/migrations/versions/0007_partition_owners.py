@@ -94,14 +94,13 @@ CREATE FUNCTION engine.checkpoint(
   p_now timestamptz
 ) RETURNS TABLE (
   revision bigint, partitions int[], watermarks timestamptz[], erasure_ids uuid[],
-  erasure_keys text[], published text[]
+  erasure_keys text[], to_publish text[], erasure_times timestamptz[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
   fenced int;
   erasure engine.erasure_done;
   counts jsonb;
   n bigint;
-  new_ids text[];
 BEGIN
   -- Fence first: the partition rows' locks serialize this with a claim by a new owner.
   UPDATE engine.partitions AS p SET
@@ -117,28 +116,6 @@ BEGIN
   IF fenced <> coalesce(cardinality(p_marks), 0) THEN
     RAISE EXCEPTION 'partition ownership lost (fenced)' USING ERRCODE = 'CLM01';
   END IF;
-
-  FOREACH erasure IN ARRAY coalesce(p_erased, '{}') LOOP
-    counts := '{}'::jsonb;
-    DELETE FROM engine.customers WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('customers', n);
-    DELETE FROM engine.events WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    WITH gone AS (
-      DELETE FROM engine.event_log WHERE customer_key = erasure.customer_key RETURNING count
-    ) SELECT n + coalesce(sum(count), 0) INTO n FROM gone;
-    counts := counts || jsonb_build_object('events', n);
-    DELETE FROM engine.stage_transitions WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('stage_transitions', n);
-    DELETE FROM engine.run_events WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('run_events', n);
-    DELETE FROM engine.outbox WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('outbox', n);
-    DELETE FROM engine.identity_links WHERE customer_key = erasure.customer_key;
-    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('identity_links', n);
-    UPDATE engine.erasures SET done_at = p_now, erased = counts
-    WHERE erasure_id = erasure.erasure_id;
-  END LOOP;
 
   DELETE FROM engine.customers WHERE customer_key = ANY(p_removed);
 
@@ -187,11 +164,9 @@ BEGIN
   )
   SELECT * FROM unnest(p_log) ON CONFLICT DO NOTHING;
 
-  WITH added AS (
-    INSERT INTO engine.outbox (id, customer_key, partition, kind, payload, created_at)
-    SELECT o.id, o.customer_key, o.partition, o.kind, o.payload::jsonb, o.created_at
-    FROM unnest(p_outbox) AS o ON CONFLICT (id) DO NOTHING RETURNING id
-  ) SELECT array_agg(id) INTO new_ids FROM added;
+  INSERT INTO engine.outbox (id, customer_key, partition, kind, payload, created_at)
+  SELECT o.id, o.customer_key, o.partition, o.kind, o.payload::jsonb, o.created_at
+  FROM unnest(p_outbox) AS o ON CONFLICT (id) DO NOTHING;
 
   -- An anonymous customer merged into a known one: its rows follow it.
   UPDATE engine.events AS t SET customer_key = m.target FROM unnest(p_merges) AS m
@@ -210,14 +185,42 @@ BEGIN
   UPDATE engine.outbox SET published_at = p_now
   WHERE id = ANY(p_published) AND published_at IS NULL;
 
+  -- Last: what this very checkpoint wrote for an erased customer goes too (not the notice).
+  FOREACH erasure IN ARRAY coalesce(p_erased, '{}') LOOP
+    counts := '{}'::jsonb;
+    DELETE FROM engine.customers WHERE customer_key = erasure.customer_key;
+    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('customers', n);
+    DELETE FROM engine.events WHERE customer_key = erasure.customer_key;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH gone AS (
+      DELETE FROM engine.event_log WHERE customer_key = erasure.customer_key RETURNING count
+    ) SELECT n + coalesce(sum(count), 0) INTO n FROM gone;
+    counts := counts || jsonb_build_object('events', n);
+    DELETE FROM engine.stage_transitions WHERE customer_key = erasure.customer_key;
+    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('stage_transitions', n);
+    DELETE FROM engine.run_events WHERE customer_key = erasure.customer_key;
+    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('run_events', n);
+    DELETE FROM engine.outbox WHERE customer_key = erasure.customer_key AND kind <> 'erasure';
+    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('outbox', n);
+    DELETE FROM engine.identity_links WHERE customer_key = erasure.customer_key;
+    GET DIAGNOSTICS n = ROW_COUNT; counts := counts || jsonb_build_object('identity_links', n);
+    UPDATE engine.erasures SET done_at = p_now, erased = counts
+    WHERE erasure_id = erasure.erasure_id;
+  END LOOP;
+
   -- Lifecycle passes: each owner walks its partitions; the pass is done when all are.
-  INSERT INTO engine.lifecycle_passes (
-    version, cursor, total, customers, transitions, started_at, updated_at, finished_at
-  )
-  SELECT DISTINCT m.pass_version, CAST(NULL AS text), (SELECT count(*) FROM engine.customers),
-    0, 0, p_now, p_now, CAST(NULL AS timestamptz)
-  FROM unnest(p_marks) AS m WHERE m.pass_version IS NOT NULL
-  ON CONFLICT (version) DO NOTHING;
+  IF EXISTS (
+    SELECT 1 FROM unnest(p_marks) AS m WHERE m.pass_version IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM engine.lifecycle_passes AS l WHERE l.version = m.pass_version)
+  ) THEN
+    INSERT INTO engine.lifecycle_passes (
+      version, cursor, total, customers, transitions, started_at, updated_at, finished_at
+    )
+    SELECT DISTINCT m.pass_version, CAST(NULL AS text), (SELECT count(*) FROM engine.customers),
+      0, 0, p_now, p_now, CAST(NULL AS timestamptz)
+    FROM unnest(p_marks) AS m WHERE m.pass_version IS NOT NULL
+    ON CONFLICT (version) DO NOTHING;
+  END IF;
   UPDATE engine.lifecycle_passes AS l SET
     customers = l.customers + a.customers, transitions = l.transitions + a.transitions,
     updated_at = p_now
@@ -248,7 +251,13 @@ BEGIN
     (SELECT array_agg(e.customer_key ORDER BY e.requested_at) FROM engine.erasures AS e
      WHERE e.done_at IS NULL AND e.partition = ANY(
        SELECT (m).partition FROM unnest(p_marks) AS m)),
-    coalesce(new_ids, '{}');
+    -- what the caller must publish: every row it passed that is not published yet (so a
+    -- call tried again after a lost answer hands them over all the same)
+    (SELECT coalesce(array_agg(o.id), '{}') FROM engine.outbox AS o
+     WHERE o.id = ANY(SELECT (r).id FROM unnest(p_outbox) AS r) AND o.published_at IS NULL),
+    (SELECT array_agg(e.requested_at ORDER BY e.requested_at) FROM engine.erasures AS e
+     WHERE e.done_at IS NULL AND e.partition = ANY(
+       SELECT (m).partition FROM unnest(p_marks) AS m));
 END
 $$;
 """
@@ -263,20 +272,23 @@ DECLARE
   owned int;
   new_ids text[];
 BEGIN
+  -- KEY SHARE: no wait for a checkpoint writing the partition rows (it updates no key), but
+  -- a claim (SELECT ... FOR UPDATE first) waits for this, and this for a claim.
   SELECT count(*) INTO owned FROM (
     SELECT 1 FROM engine.partitions AS p
     JOIN unnest(p_partitions, p_generations) AS f(partition, generation)
       ON p.topic = p_topic AND p.partition = f.partition AND p.generation = f.generation
-    FOR SHARE OF p
+    FOR KEY SHARE OF p
   ) AS mine;
   IF owned <> coalesce(cardinality(p_partitions), 0) THEN
     RAISE EXCEPTION 'partition ownership lost (fenced)' USING ERRCODE = 'CLM01';
   END IF;
-  WITH added AS (
-    INSERT INTO engine.outbox (id, customer_key, partition, kind, payload, created_at)
-    SELECT o.id, o.customer_key, o.partition, o.kind, o.payload::jsonb, o.created_at
-    FROM unnest(p_outbox) AS o ON CONFLICT (id) DO NOTHING RETURNING id
-  ) SELECT array_agg(id) INTO new_ids FROM added;
+  INSERT INTO engine.outbox (id, customer_key, partition, kind, payload, created_at)
+  SELECT o.id, o.customer_key, o.partition, o.kind, o.payload::jsonb, o.created_at
+  FROM unnest(p_outbox) AS o ON CONFLICT (id) DO NOTHING;
+  -- every row passed that is not published yet: a call tried again hands them over too
+  SELECT array_agg(o.id) INTO new_ids FROM engine.outbox AS o
+  WHERE o.id = ANY(SELECT (r).id FROM unnest(p_outbox) AS r) AND o.published_at IS NULL;
   RETURN coalesce(new_ids, '{}');
 END
 $$;
