@@ -129,7 +129,7 @@ async def wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process
 async def engine_rate(
     clients: list[httpx.AsyncClient], expected: int, cpu_groups: Mapping[str, cpu.Match]
 ) -> tuple[float, float, dict[str, float]]:
-    """(events/s from the first committed batch to the last, seconds to catch up, CPU
+    """(events/s from the first folded records to the last, seconds to catch up, CPU
     seconds each of ``cpu_groups`` used meanwhile)."""
     first: tuple[float, float, dict[str, float]] | None = None
     deadline = time.monotonic() + 3600

@@ -50,14 +50,16 @@ class EngineSettings(ServiceSettings):
         "broker answers only when it ends): the latency added to an event when live.",
     )
     consumer_max_records: int = Field(
-        default=2000, ge=1, description="Records per poll, folded in one transaction."
+        default=2000,
+        ge=1,
+        description="Records per poll, folded together (their actions committed after them).",
     )
     consumer_fill_ms: int = Field(
         default=20,
         ge=0,
-        description="After a poll returns records, keep collecting for up to this long (or "
-        "until consumer_max_records) before folding them as one batch: larger batches while "
-        "catching up, at most this much added latency when live.",
+        description="When a poll returns a tenth of consumer_max_records or more (the engine "
+        "is behind), keep collecting for up to this long (or until consumer_max_records) "
+        "before folding them as one batch. A poll with fewer records (live) is folded at once.",
     )
     run_consumer: bool = Field(default=True, description="Consume clm.events.")
     state_cache_size: int = Field(
@@ -120,8 +122,8 @@ class EngineSettings(ServiceSettings):
         ge=0,
         description="Days a stored event is kept: deleted once both its timestamp and its "
         "received_at are older (timelines, simulations and lifecycle metrics read the event "
-        "store). 0: forever. At least 30 otherwise: the event store is how the engine knows "
-        "a redelivered or re-read clm.events record (7 days of topic retention) from a new one.",
+        "store). 0: forever. At least 30 otherwise, well past the clm.events retention (7 "
+        "days): an event still in the topic stays readable in the store.",
     )
     retention_interval_seconds: float = Field(
         default=3600.0, gt=0, description="Time between two retention rounds."
@@ -145,7 +147,7 @@ class EngineSettings(ServiceSettings):
     def _keeps_events_past_topic_retention(cls, days: int) -> int:
         if 0 < days < MIN_EVENT_RETENTION_DAYS:
             raise ValueError(
-                f"must be 0 (keep forever) or at least {MIN_EVENT_RETENTION_DAYS} days: events "
-                "deleted while clm.events still holds them would be folded again if re-read"
+                f"must be 0 (keep forever) or at least {MIN_EVENT_RETENTION_DAYS} days, past "
+                "the clm.events retention: an event still in the topic stays in the store"
             )
         return days

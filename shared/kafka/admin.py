@@ -78,3 +78,23 @@ async def ensure_topics(
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def partition_count(bootstrap: str, topic: str, *, timeout: float = 30.0) -> int:
+    """The partition count of ``topic``, waiting up to ``timeout`` for it to exist (as the
+    broker tells it now: a client's cached metadata may predate the topic)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="clm-admin")
+        try:
+            await admin.start()
+            for found in await admin.describe_topics([topic]):
+                if found.get("topic") == topic and found.get("partitions"):
+                    return len(found["partitions"])
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka not ready for a topic description", extra={"error": str(exc)})
+        finally:
+            await admin.close()
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topic {topic} has no partitions")
+        await asyncio.sleep(0.2)

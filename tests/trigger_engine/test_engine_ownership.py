@@ -7,6 +7,8 @@ partition) is refused whole, so a zombie can never overwrite what the new owner 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +22,9 @@ from services.trigger_engine.core.state import CustomerState, decode_state
 from services.trigger_engine.stream import store
 from services.trigger_engine.stream.handoff import partition_of
 from services.trigger_engine.stream.rows import state_row
+from services.trigger_engine.stream.runner import Owner
 from shared import topics
+from shared.kafka.admin import ensure_topics
 from tests.support.services import Infra
 from tests.trigger_engine.engine_support import Engine, event, eventually, produce
 
@@ -127,3 +131,18 @@ def _restarts() -> float:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def test_an_owner_refuses_a_partition_count_the_stored_states_were_not_made_for(
+    engine: Engine, connection: asyncpg.Connection, infra: Infra, prefix: str
+) -> None:
+    """Every customer belongs to the partition of its key: a count that changed (here
+    from 3 to 2) would give customers two owners, so the owner does not start."""
+    ctx = engine.service.app.state.engine
+    topic = f"it-count-{prefix}"
+    config = dataclasses.replace(ctx.settings.topic_config(), partitions=2)
+    await ensure_topics(infra.bootstrap, config, names=(topic,))
+    await store.claim(connection, topic, [0, 1, 2], count=3, owner="earlier")
+    owner = Owner(ctx, topic=topic, handoff_topic=f"{topic}.handoff", group=f"g-{prefix}")
+    with pytest.raises(RuntimeError, match="partitioned for 3"):
+        await owner.run(asyncio.Event(), idle_timeout=10)

@@ -156,7 +156,7 @@ def follow_lifecycle(ctx: StepContext, change: LifecycleChanged) -> None:
 
     The stage becomes the one the model gives at ``now`` (a ``"model"`` transition, which
     starts stage rules like any other). A stage timer already due is fired first, exactly as
-    the timer worker would fire it under this model, so a change that is simply time passing
+    the owner's timers would fire it under this model, so a change that is simply time passing
     keeps its cause (``"time"``) and instant. Nothing else is touched (no pruning): a
     customer the model leaves where it was gets no effects and an unchanged state, so the
     caller need not write it.

@@ -23,11 +23,10 @@ from .profile import Profile
 
 RunStatus = Literal["active", "completed", "exited"]
 
-#: Event ids remembered per customer, so a redelivered event (crash between the database
-#: commit and the Kafka offset commit) changes nothing even for a caller of ``step`` that
-#: keeps no event store. Per-customer order makes the redelivered ones recent. (The live
-#: engine also folds only events its event store did not hold yet.) Every id is stored with
-#: the state, rewritten on every change: kept short.
+#: Event ids remembered per customer, so a redelivered event (a producer retry, ingest
+#: sending a record twice) changes nothing. Per-customer order makes the redelivered ones
+#: recent. (The live engine also skips records below its checkpointed offsets.) Every id is
+#: stored with the state, rewritten on every change: kept short.
 RECENT_EVENT_IDS: Final = 32
 
 

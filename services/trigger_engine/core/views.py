@@ -97,6 +97,9 @@ def _profile(parts: tuple[str, ...], state: CustomerState) -> Any:
     return SLOW if name in Profile.__struct_fields__ else MISSING
 
 
+_STR: Final = frozenset((str,))
+
+
 def _walk(value: Any, parts: tuple[str, ...], start: int) -> Any:
     """:func:`~.conditions.resolve` from ``parts[start]`` on, on plain JSON values only."""
     for part in parts[start:]:
@@ -104,7 +107,7 @@ def _walk(value: Any, parts: tuple[str, ...], start: int) -> Any:
         if kind is dict:
             if part in value:
                 value = value[part]
-            elif all(type(key) is str for key in value):
+            elif _STR.issuperset(map(type, value)):  # (in C: no generator)
                 return MISSING
             else:
                 return SLOW  # the view's keys are strings: "1" may name the key 1

@@ -115,8 +115,8 @@ def customer_out(
     summary="List customers (by stage) or search them by id, email or phone prefix",
     description="`q` matches the start of the customer key, the user id or a merged "
     "anonymous id; a `q` with an `@`, or one that is a phone number, also matches the "
-    "start of an email address or phone number the customer's stored events carried "
-    "(a scan of the event store). Ordered by customer key.",
+    "start of the customer's email address or phone number (the newest their events "
+    "carried). Ordered by customer key.",
 )
 async def list_customers(
     ctx: EngineDep,

@@ -34,24 +34,13 @@ LIFECYCLE_PASS_TRANSITIONS = Counter(
 )
 LIFECYCLE_PASS_FAILURES = Counter(
     "clm_engine_lifecycle_pass_failures_total",
-    "Customers a lifecycle pass could not re-evaluate (logged and left for their next input)",
-)
-LIFECYCLE_PASS_PENDING = Gauge(
-    "clm_engine_lifecycle_pass_pending_customers",
-    "Customers the newest lifecycle model's pass has still to re-evaluate (an estimate; "
-    "0 when it finished)",
-)
-LIFECYCLE_PASS_DONE_VERSION = Gauge(
-    "clm_engine_lifecycle_pass_done_version",
-    "The newest lifecycle model version whose pass finished (0: none)",
+    "Customers a lifecycle pass could not re-evaluate (logged and skipped; the partition is "
+    "rebuilt)",
 )
 MERGES = Counter("clm_engine_merges_total", "Anonymous customers merged into known ones")
-BATCH_RETRIES = Counter(
-    "clm_engine_batch_retries_total", "Batches redone after a concurrent identity change"
-)
 FOLD_SECONDS = Histogram(
     "clm_engine_fold_seconds",
-    "Time to fold one batch and write it (excluding the commit)",
+    "Time to fold one poll's records (load, fold, timers, action flush)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TIMERS_FIRED = Counter("clm_engine_timers_fired_total", "Durable timers fired", ["kind"])
@@ -61,8 +50,9 @@ TIMER_LATENESS = Histogram(
     ["kind"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
-TIMERS_PARKED = Counter(
-    "clm_engine_timers_parked_total", "Timers that failed alone and were set aside for an hour"
+TIMERS_FAILED = Counter(
+    "clm_engine_timers_failed_total",
+    "Timers that failed to fire (logged; the partition is rebuilt and the timer dropped)",
 )
 TIMER_BACKLOG = Gauge(
     "clm_engine_timer_backlog",
@@ -75,7 +65,9 @@ WATERMARK_LAG = Gauge(
     "lowest); NaN before a consumer has established it",
     ["partition"],
 )
-TIMERS_PENDING = Gauge("clm_engine_timers_pending", "Timers pending (due or not)")
+TIMERS_PENDING = Gauge(
+    "clm_engine_timers_pending", "Customers with a pending timer on this instance's partitions"
+)
 OUTBOX_BACKLOG = Gauge("clm_engine_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter(
     "clm_engine_outbox_published_total", "Outbox rows published to clm.actions", ["kind"]

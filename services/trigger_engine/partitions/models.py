@@ -13,9 +13,9 @@ from services.trigger_engine.base import Base
 class PartitionRow(Base):
     """A clm.events partition and its owner's last checkpoint.
 
-    ``watermark``: every record appended to the partition before this instant has been
-    folded and committed (None until the first owner established it; see
-    :mod:`services.trigger_engine.partitions.watermark`); it only moves forward.
+    ``watermark``: every record appended to the partition (and to its hand-off partition)
+    before this instant has been folded and checkpointed (None until the first owner
+    established it; see :mod:`services.trigger_engine.partitions.watermark`).
     ``generation`` goes up each time an owner claims the partition; a checkpoint carrying
     an older one is refused. ``events_offset``/``handoff_offset``: the next offsets to
     consume of clm.events and of the hand-off topic. ``pass_version``/``pass_cursor``: the

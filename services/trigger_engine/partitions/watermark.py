@@ -5,7 +5,7 @@ that decide what it does (the order that cancels the reminder) may still wait un
 ``clm.events``: after a restart, or whenever the engine lags by more than a wait. So a timer
 fires by the *watermark* of the partitions, never by the wall clock alone (as Flink fires
 event-time timers). A partition's watermark ``W`` is an instant such that every record
-appended to it before ``W`` has been folded and committed. It moves forward two ways:
+appended to it before ``W`` has been folded. It moves forward two ways:
 
 - **records**: having folded a record created at ``t`` (its Kafka timestamp, which the
   producing service sets when it sends), every record acknowledged to its producer before

@@ -166,7 +166,11 @@ class PartitionState:
         self.held.pop(key, None)
 
     def evict(self, capacity: int) -> int:
-        """Forget the least recently used clean states beyond ``capacity``."""
+        """Forget the least recently used clean states beyond ``capacity`` (and, past as
+        many identity links, the links already stored: a miss reads them back)."""
+        if len(self.links) > capacity:
+            unsaved = self.pending.links
+            self.links = {key: target for key, target in self.links.items() if key in unsaved}
         evicted = 0
         states = self.states
         if len(states) <= capacity:

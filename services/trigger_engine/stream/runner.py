@@ -58,12 +58,15 @@ from services.trigger_engine.stream.rows import next_release, state_row
 from services.trigger_engine.stream.unit_of_work import UnitOfWork
 from shared import topics
 from shared.envelope import decode_plain_event
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import ensure_topics, partition_count
 from shared.kafka.consumer import LAG, is_transient
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Customers stored before migration 0007 read, and given their partition, at a time.
+_ADOPT_CHUNK = 2000
 
 #: SQLSTATEs after which the same statement may simply be tried again.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
@@ -115,6 +118,9 @@ class Owner:
         self.unsent: list[tuple[str, str, str]] = []
         self.sending: list[asyncio.Future[Any]] = []
         self.poison: set[tuple[str, int, int]] = set()
+        #: customers a timer or a lifecycle pass failed on (see ``_isolate``)
+        self.drop_timers: set[str] = set()
+        self.skip_pass: set[str] = set()
         self.checkpoint_due = time.monotonic()
         self.force_checkpoint = False
         self.next_check = 0.0
@@ -145,12 +151,13 @@ class Owner:
         self.consumer = consumer
         try:
             await consumer.start()
-            self.count = await _partitions(consumer, self.topic)
+            self.count = await partition_count(settings.require_kafka_bootstrap(), self.topic)
             # Co-partitioned with the events topic: partition p of both goes to p's owner.
             config = dataclasses.replace(settings.topic_config(), partitions=self.count)
             await ensure_topics(
                 settings.require_kafka_bootstrap(), config, names=(self.handoff_topic,)
             )
+            await self._check_partitions()
             await self._reload_config()
             consumer.subscribe([self.topic, self.handoff_topic], listener=_Rebalance(self))
             last_data = time.monotonic()
@@ -177,6 +184,29 @@ class Owner:
                         await connection.close()
             self.parts.clear()
             self.standby.clear()
+
+    async def _check_partitions(self) -> None:
+        """Refuse to start on partition counts the stored states were not made for: every
+        customer belongs to the partition of its key, so a changed count would give a
+        customer two owners."""
+        handoffs = await partition_count(
+            self.settings.require_kafka_bootstrap(), self.handoff_topic
+        )
+        if handoffs != self.count:
+            raise RuntimeError(
+                f"{self.handoff_topic} has {handoffs} partitions, {self.topic} has "
+                f"{self.count}: they must have as many (delete {self.handoff_topic} while "
+                "the engine is stopped and it is created again)"
+            )
+        stored = await self._db(
+            functools.partial(store.partition_count, topic=self.topic), what="partition check"
+        )
+        if stored not in (0, self.count):
+            raise RuntimeError(
+                f"{self.topic} has {self.count} partitions but the engine's stored states "
+                f"are partitioned for {stored}: changing the partition count of {self.topic} "
+                "is not supported (see docs/production.md, Partitions)"
+            )
 
     # -- rebalances --------------------------------------------------------------------------
 
@@ -256,15 +286,20 @@ class Owner:
         unadopted = await self._db(store.unadopted, what="adoption")
         by_partition = {part.partition: part for part in parts}
         mine = [key for key in unadopted if self._partition(key) in by_partition]
-        if not mine:
-            return
-        states, _ = await self._db(lambda c: store.load(c, mine), what="adoption")
         grace = self.settings.late_timer_grace
-        for key, state in states.items():
-            part = by_partition[self._partition(key)]
-            part.put(state)
-            part.changed(key, grace=grace)
-        log.info("adopted stored customers", extra={"customers": len(states)})
+        for start in range(0, len(mine), _ADOPT_CHUNK):
+            chunk = mine[start : start + _ADOPT_CHUNK]
+            states, _ = await self._db(functools.partial(store.load, keys=chunk), what="adoption")
+            adopted = [
+                (key, self._partition(key), next_release(state, grace=grace))
+                for key, state in states.items()
+            ]
+            await self._db(functools.partial(store.adopt, rows=adopted), what="adoption")
+            for key, partition, released in adopted:
+                if released is not None:
+                    by_partition[partition].arm(key, released)
+        if mine:
+            log.info("adopted stored customers", extra={"customers": len(mine)})
 
     async def _recover_outbox(self, partitions: Sequence[int]) -> None:
         """Publish what a previous owner committed to the outbox but did not publish (the
@@ -293,6 +328,8 @@ class Owner:
             now=datetime.now(UTC),
             grace=settings.late_timer_grace,
             partitions=self.count,
+            drop_timers=self.drop_timers,
+            skip_pass=self.skip_pass,
         )
         if records:
             await self._fold(unit, records)
@@ -451,18 +488,16 @@ class Owner:
             return
         mark = checked_at - settings.watermark_lateness
         for tp in tps:
+            high = consumer.highwater(tp)
+            end = max(ends[tp], high or 0)
+            LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, end - positions[tp]))
             part = self.parts.get(tp.partition)
-            if part is None or not caught_up(positions[tp], ends[tp], consumer.highwater(tp)):
+            if part is None or not caught_up(positions[tp], ends[tp], high):
                 continue
             if tp.topic == self.topic:
                 part.watermark = mark if part.watermark is None else max(part.watermark, mark)
             else:
                 part.handoff_moved(mark)
-            high = consumer.highwater(tp)
-            if high is not None:
-                LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(0, high - positions[tp])
-                )
 
     async def _fire_timers(self, unit: UnitOfWork) -> None:
         due: list[tuple[PartitionState, str]] = []
@@ -475,8 +510,26 @@ class Owner:
         missing = {key for part, key in due if key not in part.states}
         if missing:
             await self._load(missing)
+        rebuilt: set[int] = set()
         for part, key in due:
-            unit.fire(part, key)
+            if part.partition in rebuilt:
+                continue
+            try:
+                unit.fire(part, key)
+            except Exception:
+                m.TIMERS_FAILED.inc()
+                self.drop_timers.add(key)
+                await self._isolate(part, key, "a timer failed to fire; it is dropped")
+                rebuilt.add(part.partition)
+        for timer_id in unit.dropped:
+            log.error("timer dropped after it failed to fire", extra={"timer_id": timer_id})
+
+    async def _isolate(self, part: PartitionState, key: str, what: str) -> None:
+        """An input of ``key`` other than a record failed half-way (states are advanced in
+        place): the partition is rebuilt from its checkpoint, and the input is not tried
+        again (the owner's ``drop_timers`` / ``skip_pass``)."""
+        log.exception(f"{what}; partition rebuilt", extra={"customer_key": key})
+        await self._rebuild(part)
 
     async def _lifecycle_pass(self, unit: UnitOfWork) -> None:
         """One chunk per partition of the pass for a newer lifecycle model (see the engine
@@ -487,6 +540,10 @@ class Owner:
             return
         chunk = self.settings.lifecycle_pass_chunk
         for part in self.parts.values():
+            if part.pass_version is None and await self._pass_finished(version):
+                # Upgraded from before passes were kept per partition: this one is done.
+                part.pass_version, part.pass_cursor = version, None
+                continue
             if part.pass_version is None or part.pass_version < version:
                 # Start: every customer in memory is written first, so the scan sees them all.
                 part.pass_version, part.pass_cursor = version, ""
@@ -505,14 +562,25 @@ class Owner:
                 await self._load(missing)
             before = len(unit.transitions)
             at = config.lifecycle_at or unit.now
-            for key in keys:
-                unit.reevaluate(part, key, version, at=at)
+            try:
+                for key in keys:
+                    unit.reevaluate(part, key, version, at=at)
+            except Exception:
+                m.LIFECYCLE_PASS_FAILURES.inc()
+                self.skip_pass.add(key)
+                await self._isolate(part, key, "a lifecycle pass failed on a customer; skipped")
+                continue
             transitions = len(unit.transitions) - before
             part.pending.pass_customers += len(keys)
             part.pending.pass_transitions += transitions
             part.pass_cursor = keys[-1] if len(keys) == chunk else None
             m.LIFECYCLE_REEVALUATED.inc(len(keys))
             m.LIFECYCLE_PASS_TRANSITIONS.inc(transitions)
+
+    async def _pass_finished(self, version: int) -> bool:
+        return await self._db(
+            functools.partial(store.pass_finished, version=version), what="lifecycle pass"
+        )
 
     async def _scan(self, partition: int, after: str, limit: int) -> list[str]:
         return await self._db(
@@ -802,7 +870,7 @@ class Owner:
         return handoff.partition_of(key, self.count)
 
     async def _poll(self) -> list[ConsumerRecord]:
-        """What one fetch brings, topped up for ``CLM_CONSUMER_FILL_MS`` (see ConsumerLoop)."""
+        """What one fetch brings, topped up for up to ``CLM_CONSUMER_FILL_MS`` when behind."""
         consumer = self.consumer
         assert consumer is not None
         settings = self.settings
@@ -811,7 +879,12 @@ class Owner:
             timeout_ms=timeout, max_records=settings.consumer_max_records
         )
         records = [r for part in batch.values() for r in part]
-        if not records or settings.consumer_fill_ms <= 0:
+        # Top up only when behind (a fetch brought a tenth of a batch or more): when live,
+        # the few records a fetch brings go at once.
+        if (
+            len(records) < max(1, settings.consumer_max_records // 10)
+            or settings.consumer_fill_ms <= 0
+        ):
             return records
         deadline = time.monotonic() + settings.consumer_fill_ms / 1000
         while len(records) < settings.consumer_max_records:
@@ -859,16 +932,3 @@ class _Written:
     result: store.Checkpointed
     rows: store.CheckpointRows
     read_at: datetime
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 30.0) -> int:
-    """The partition count of ``topic`` (waiting for it to exist)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if topic in await consumer.topics():  # a metadata request
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                return len(found)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topic {topic} has no partitions")
-        await asyncio.sleep(0.2)

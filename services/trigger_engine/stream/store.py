@@ -149,6 +149,37 @@ async def unadopted(connection: asyncpg.Connection) -> list[str]:
     return [key for (key,) in rows]
 
 
+async def adopt(connection: asyncpg.Connection, rows: Sequence[tuple[str, int, Any]]) -> None:
+    """Record (customer key, partition, next timer release) for customers stored before
+    rows recorded their partition (see :func:`unadopted`)."""
+    if rows:
+        await connection.execute(
+            "UPDATE engine.customers AS c SET partition = a.partition, "
+            "next_release_at = a.released FROM unnest($1::text[], $2::int[], "
+            "$3::timestamptz[]) AS a(customer_key, partition, released) "
+            "WHERE c.customer_key = a.customer_key AND c.partition IS NULL",
+            [row[0] for row in rows],
+            [row[1] for row in rows],
+            [row[2] for row in rows],
+        )
+
+
+async def partition_count(connection: asyncpg.Connection, topic: str) -> int:
+    """How many partitions of ``topic`` the engine has stored (0: none yet)."""
+    value = await connection.fetchval(
+        "SELECT coalesce(max(partition) + 1, 0) FROM engine.partitions WHERE topic = $1", topic
+    )
+    return int(value)
+
+
+async def pass_finished(connection: asyncpg.Connection, version: int) -> bool:
+    """Whether the lifecycle pass of ``version`` finished (on every partition)."""
+    value = await connection.fetchval(
+        "SELECT finished_at IS NOT NULL FROM engine.lifecycle_passes WHERE version = $1", version
+    )
+    return bool(value)
+
+
 async def scan(
     connection: asyncpg.Connection, partition: int, *, after: str, limit: int
 ) -> list[str]:

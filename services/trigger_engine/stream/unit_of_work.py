@@ -63,6 +63,11 @@ class UnitOfWork:
     folded: int = 0
     #: events dropped because their customer's erasure was not stored yet
     erased: int = 0
+    #: customers whose due timers failed to fire once: dropped instead (the owner's set)
+    drop_timers: set[str] = field(default_factory=set)
+    #: customers a lifecycle pass failed on once: skipped (the owner's set)
+    skip_pass: set[str] = field(default_factory=set)
+    dropped: list[str] = field(default_factory=list)
     duplicates: int = 0
     fired: list[tuple[str, float]] = field(default_factory=list)
 
@@ -139,6 +144,13 @@ class UnitOfWork:
             ),
             key=lambda timer: (timer.due_at, timer.timer_id),
         )
+        if due and key in self.drop_timers:
+            self.drop_timers.discard(key)
+            for timer in due:
+                del state.timers[timer.timer_id]
+                self.dropped.append(timer.timer_id)
+            part.changed(key, grace=self.grace)
+            return
         effects: list[Effect] = []
         for timer in due:
             fired = TimerFired(
@@ -169,7 +181,7 @@ class UnitOfWork:
         """Move the customer to the configuration's lifecycle model (a pass), as of ``at``
         (when the model was stored: a replayed pass moves alike); True when it moved."""
         state = part.get(key)
-        if state is None:
+        if state is None or key in self.skip_pass:
             return False
         ctx = self._context(state, now=at)
         apply(ctx, LifecycleChanged(lifecycle_version=version))

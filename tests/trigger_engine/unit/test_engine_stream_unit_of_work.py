@@ -111,3 +111,15 @@ def test_an_erased_customer_stays_erased_until_the_erasure_is_stored() -> None:
     [notice] = [row for row in p.pending.outbox if row[3] == "erasure"]
     assert notice[0] == f"erasure_{erasure}" and '"requested_at"' in notice[4]
     assert at(minutes=2).isoformat()[:19] in notice[4]
+
+
+def test_a_timer_that_failed_to_fire_is_dropped_the_second_time() -> None:
+    u, p = unit(minutes=120), part()
+    p.watermark = at(minutes=120)
+    cart = event("Product Added", at(minutes=1))
+    u.event(p, cart, cart.to_bytes(), 0)
+    [timer] = p.states["user-1"].timers.values()
+    u.drop_timers.add("user-1")
+    u.fire(p, "user-1")
+    assert not p.states["user-1"].timers and u.dropped == [timer.timer_id]
+    assert not u.actions and "user-1" not in u.drop_timers
