@@ -124,6 +124,7 @@ class Owner:
         self.checkpoint_due = time.monotonic()
         self.force_checkpoint = False
         self.next_check = 0.0
+        self.check: asyncio.Task[_Check | None] | None = None
         self.records = 0
         self.stop = asyncio.Event()
 
@@ -174,8 +175,9 @@ class Owner:
                     await self._final_checkpoint()
             return self.records
         finally:
-            if self.inflight is not None:
-                self.inflight.cancel()
+            for task in (self.inflight, self.check):
+                if task is not None:
+                    task.cancel()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             for connection in self.connections.values():
@@ -465,34 +467,56 @@ class Owner:
 
     async def _caught_up(self) -> None:
         """Every ``CLM_WATERMARK_CHECK_MS``: partitions that reached their end move their
-        watermark to the instant of the check (see ``partitions/watermark.py``)."""
+        watermark to the instant of the check (see ``partitions/watermark.py``). The check
+        runs beside the loop (its requests wait behind the consumer's fetch); its result is
+        applied here, after a fold: every record the consumer returned before the check read
+        its positions has been folded by then."""
+        check = self.check
+        if check is not None and check.done():
+            self.check = None
+            found = check.result()
+            if found is not None:
+                self._apply_check(found)
         consumer = self.consumer
-        if consumer is None or not self.parts or time.monotonic() < self.next_check:
+        if self.check is not None or consumer is None or not self.parts:
             return
-        settings = self.settings
-        self.next_check = time.monotonic() + settings.watermark_check_ms / 1000
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.settings.watermark_check_ms / 1000
+        self.check = asyncio.create_task(self._read_ends(consumer, dict(self.parts)))
+
+    async def _read_ends(
+        self, consumer: AIOKafkaConsumer, parts: dict[int, PartitionState]
+    ) -> _Check | None:
         tps = [
             TopicPartition(topic, partition)
-            for partition in sorted(self.parts)
+            for partition in sorted(parts)
             for topic in (self.topic, self.handoff_topic)
         ]
         checked_at = datetime.now(UTC)
         try:
-            # Bounded: a position being reset waits for the group coordinator, which may be
-            # waiting for this owner's lock (a rebalance): skip the check then.
+            # Bounded: a position being reset waits for the group coordinator (a rebalance).
             async with asyncio.timeout(2.0):
                 ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
                 positions = {tp: await consumer.position(tp) for tp in tps}
         except (KafkaError, IllegalStateError, AssertionError, TimeoutError) as exc:
             log.debug("caught-up check skipped", extra={"error": repr(exc)})
-            return
-        mark = checked_at - settings.watermark_lateness
-        for tp in tps:
-            high = consumer.highwater(tp)
-            end = max(ends[tp], high or 0)
-            LAG.labels(self.group, tp.topic, str(tp.partition)).set(max(0, end - positions[tp]))
+            return None
+        highs = {tp: consumer.highwater(tp) for tp in tps}
+        return _Check(checked_at, parts, ends, positions, highs)
+
+    def _apply_check(self, check: _Check) -> None:
+        mark = check.checked_at - self.settings.watermark_lateness
+        for tp, end in check.ends.items():
+            position, high = check.positions[tp], check.highs[tp]
+            lag = max(0, max(end, high or 0) - position)
+            LAG.labels(self.group, tp.topic, str(tp.partition)).set(lag)
             part = self.parts.get(tp.partition)
-            if part is None or not caught_up(positions[tp], ends[tp], high):
+            # Only the very partition state the check was made for (not one rebuilt or
+            # claimed again since, which may have gone back to older offsets).
+            if part is None or part is not check.parts.get(tp.partition):
+                continue
+            if not caught_up(position, end, high):
                 continue
             if tp.topic == self.topic:
                 part.watermark = mark if part.watermark is None else max(part.watermark, mark)
@@ -849,7 +873,10 @@ class Owner:
             current = self.connections[connection]
             try:
                 if current is None or current.is_closed():
-                    current = await store.connect(self.settings.require_database_url())
+                    current = await store.connect(
+                        self.settings.require_database_url(),
+                        wait_for_flush=connection == "checkpoint",
+                    )
                     self.connections[connection] = current
                 return await call(current)
             except store.Fenced:
@@ -922,6 +949,17 @@ def _transient(exc: BaseException) -> bool:
         state = getattr(exc, "sqlstate", None) or ""
         return state.startswith("08") or state in _RETRY_SQLSTATES
     return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError) or is_transient(exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Check:
+    """A caught-up check: when it began, the partitions it was made for, what it read."""
+
+    checked_at: datetime
+    parts: dict[int, PartitionState]
+    ends: dict[TopicPartition, int]
+    positions: dict[TopicPartition, int]
+    highs: dict[TopicPartition, int | None]
 
 
 @dataclasses.dataclass(frozen=True)
