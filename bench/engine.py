@@ -2,11 +2,13 @@
 
 1. Starts embedded PostgreSQL and Kafka (unless CLM_DATABASE_URL / CLM_KAFKA_BOOTSTRAP name
    others), installs the example plays, and produces a seeded storefront history to
-   ``clm.events`` (default 50k customers, 500k events).
+   ``clm.events`` (default 50k customers, 500k events; ``--customers-skew`` makes activity
+   Pareto-distributed). With ``--long-lived N``, N events per customer are produced and
+   folded first by engines that then stop: the measured run starts from long-lived states.
 2. Reads that topic back with a bare aiokafka consumer + ``orjson.loads``: the raw rate.
 3. Starts the engine as its own process (as in production) and measures the rate at which it
-   folds the same events (consume, decode, fold, write, commit), from its first committed
-   batch to the last: the end-to-end rate, and its ratio to the raw rate; and, on Linux,
+   folds the same events (consume, decode, fold, flush actions, checkpoint), from the first
+   folded records to the last: the end-to-end rate, and its ratio to the raw rate; and, on Linux,
    the CPU time per event the engines, the embedded PostgreSQL and the broker used
    meanwhile (what limits the rate on a machine with few cores).
 4. With the engine caught up, produces ``Signed Up`` events at a steady rate (the welcome
@@ -26,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -235,12 +237,74 @@ def cpu_groups(
     return groups
 
 
+async def start_engines(
+    args: argparse.Namespace, database_url: str, bootstrap: str, group: str
+) -> list[tuple[asyncio.subprocess.Process, httpx.AsyncClient]]:
+    engines: list[tuple[asyncio.subprocess.Process, httpx.AsyncClient]] = []
+    for _ in range(args.engines):
+        port = free_port()
+        env = dict(
+            os.environ,
+            CLM_DATABASE_URL=database_url,
+            CLM_KAFKA_BOOTSTRAP=bootstrap,
+            CLM_ADMIN_TOKEN="adm_bench_" + uuid.uuid4().hex,
+            CLM_ENGINE_PORT=str(port),
+            CLM_MIGRATE_ON_START="false",
+            CLM_LOG_LEVEL="WARNING",
+            CLM_CONSUMER_GROUP=group,
+            CLM_CONSUMER_MAX_RECORDS=str(args.batch),
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.trigger_engine", env=env
+        )
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        engines.append((proc, client))
+    for proc, client in engines:
+        await wait_ready(client, proc)
+    return engines
+
+
+async def stop_engines(engines: list[tuple[asyncio.subprocess.Process, httpx.AsyncClient]]) -> None:
+    """SIGTERM: each engine checkpoints its partitions before it exits."""
+    for proc, client in engines:
+        await client.aclose()
+        if proc.returncode is None:
+            proc.terminate()
+    for proc, _ in engines:
+        await proc.wait()
+
+
+async def warm_up(
+    args: argparse.Namespace,
+    store: Storefront,
+    database_url: str,
+    bootstrap: str,
+    *,
+    now: datetime,
+) -> None:
+    """Long-lived customers: ``--long-lived`` events per customer, folded (not measured) by
+    engines that then stop, so the measured run starts from states with that much history
+    (read back from PostgreSQL as the customers come up)."""
+    warm = list(store.history(args.customers * args.long_lived, now=now))
+    await produce(bootstrap, warm)
+    engines = await start_engines(args, database_url, bootstrap, f"bench-{uuid.uuid4().hex[:8]}")
+    try:
+        clients = [client for _, client in engines]
+        await engine_rate(clients, len(warm), {})
+    finally:
+        await stop_engines(engines)
+    print(f"warm-up:           {len(warm):,} events folded first ({args.long_lived} per customer)")
+
+
 async def bench(
     args: argparse.Namespace, database_url: str, bootstrap: str, work_dir: Path
 ) -> None:
     rules = await install_examples(database_url)
-    store = Storefront(customers=args.customers, seed=args.seed)
-    records = list(store.history(args.events, now=datetime.now(UTC)))
+    store = Storefront(customers=args.customers, seed=args.seed, skew=args.customers_skew)
+    now = datetime.now(UTC)
+    if args.long_lived:
+        await warm_up(args, store, database_url, bootstrap, now=now - timedelta(hours=1))
+    records = list(store.history(args.events, now=now))
     produce_s = await produce(bootstrap, records)
     raw_s = await raw_consume(bootstrap, len(records))
     raw_rate = len(records) / raw_s
@@ -248,27 +312,8 @@ async def bench(
     group = f"bench-{uuid.uuid4().hex[:8]}"
     engines: list[tuple[asyncio.subprocess.Process, httpx.AsyncClient]] = []
     try:
-        for _ in range(args.engines):
-            port = free_port()
-            env = dict(
-                os.environ,
-                CLM_DATABASE_URL=database_url,
-                CLM_KAFKA_BOOTSTRAP=bootstrap,
-                CLM_ADMIN_TOKEN="adm_bench_" + uuid.uuid4().hex,
-                CLM_ENGINE_PORT=str(port),
-                CLM_MIGRATE_ON_START="false",
-                CLM_LOG_LEVEL="WARNING",
-                CLM_CONSUMER_GROUP=group,
-                CLM_CONSUMER_MAX_RECORDS=str(args.batch),
-            )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.trigger_engine", env=env
-            )
-            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-            engines.append((proc, client))
+        engines = await start_engines(args, database_url, bootstrap, group)
         clients = [client for _, client in engines]
-        for proc, client in engines:
-            await wait_ready(client, proc)
         groups = cpu_groups([proc for proc, _ in engines], work_dir, bootstrap)
         rate, catch_up_s, cpu_used = await engine_rate(clients, len(records), groups)
         actions = await metric(clients, "clm_engine_actions_total{")
@@ -278,12 +323,11 @@ async def bench(
         states = await metric(clients, "clm_engine_checkpoint_states_total ")
         lat, held, lost = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds)
     finally:
-        for proc, client in engines:
-            await client.aclose()
-            proc.terminate()
-            await proc.wait()
+        await stop_engines(engines)
 
     shape = f"{args.customers:,} customers, {len(records):,} events, seed {args.seed}"
+    if args.customers_skew:
+        shape += f", Pareto skew {args.customers_skew}"
     print(f"storefront:        {shape}")
     print(f"rules:             {rules} example plays enabled")
     print(f"produce:           {len(records) / produce_s:,.0f} events/s ({produce_s:.1f} s)")
@@ -320,6 +364,19 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--customers-skew",
+        type=float,
+        default=0.0,
+        help="Pareto (Zipf) exponent of customer activity; 0 = uniform, ~1 = a few hot customers",
+    )
+    parser.add_argument(
+        "--long-lived",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fold N events per customer first (not measured): long-lived states",
+    )
     parser.add_argument("--batch", type=int, default=2000, help="records per consumer poll")
     parser.add_argument("--engines", type=int, default=2, help="engine processes (one group)")
     parser.add_argument("--rate", type=int, default=100, help="Signed Up/s in the latency run")

@@ -8,6 +8,8 @@ every rule's ``max_event_age`` admits them and each customer's events are in ord
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,9 +62,22 @@ def _product(rng: random.Random) -> dict[str, Any]:
 
 
 class Storefront:
-    def __init__(self, *, customers: int, seed: int) -> None:
+    """``skew`` 0: every customer as active as any other. Above 0: activity follows a
+    discrete Pareto (Zipf) law, the customer of rank ``r`` (from 1) sending in proportion to
+    ``r ** -skew`` (about 1.0: a few percent of the customers send half the events); the
+    ranks are shuffled over the customer numbers."""
+
+    def __init__(self, *, customers: int, seed: int, skew: float = 0.0) -> None:
         self.customers = customers
         self.rng = random.Random(seed)
+        self.ranked: list[int] | None = None
+        self.cumulative: list[float] = []
+        if skew > 0:
+            self.ranked = list(range(customers))
+            self.rng.shuffle(self.ranked)
+            self.cumulative = list(
+                itertools.accumulate((rank + 1) ** -skew for rank in range(customers))
+            )
         self.names = [m[0] for m in MIX]
         self.calls = {m[0]: m[1] for m in MIX}
         self.weights = [m[2] for m in MIX]
@@ -125,12 +140,20 @@ class Storefront:
         key = str(body["customer_key"])
         return Record(key.encode(), orjson.dumps(body), message_id)
 
+    def customer(self) -> int:
+        """The customer of the next event."""
+        if self.ranked is None:
+            return self.rng.randrange(self.customers)
+        cumulative = self.cumulative
+        rank = bisect.bisect(cumulative, self.rng.random() * cumulative[-1])
+        return self.ranked[min(rank, self.customers - 1)]
+
     def history(self, events: int, *, now: datetime) -> Iterator[Record]:
         """``events`` records over the hour before ``now``, in event time order."""
         span = timedelta(hours=1)
         start = now - span
         step = span / max(events, 1)
         for i in range(events):
-            customer = self.rng.randrange(self.customers)
+            customer = self.customer()
             name = self.rng.choices(self.names, self.weights)[0]
             yield self.record(customer, name, start + step * i, received=now)
