@@ -127,20 +127,11 @@ class ConsumerLoop(Generic[T]):
             timeout_ms=self.poll_timeout_ms, max_records=self.max_records
         )
         records = [r for part in batch.values() for r in part]
-        if not records or self.fill_ms <= 0:
+        if not records:
             return records
-        deadline = time.monotonic() + self.fill_ms / 1000
-        while len(records) < self.max_records:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
-                break
-            more = await self.consumer.getmany(
-                timeout_ms=left_ms, max_records=self.max_records - len(records)
-            )
-            if not more:
-                break
-            records.extend(r for part in more.values() for r in part)
-        return records
+        return await top_up(
+            self.consumer, records, max_records=self.max_records, fill_ms=self.fill_ms
+        )
 
     async def _process(self, records: list[ConsumerRecord], stop: asyncio.Event) -> None:
         """Decode every record once, handle the batch (retrying transient failures, isolating
@@ -309,3 +300,26 @@ def create_consumer(
         fetch_max_wait_ms=50,
         fetch_min_bytes=1024 * 1024,
     )
+
+
+async def top_up(
+    consumer: AIOKafkaConsumer,
+    records: list[ConsumerRecord],
+    *,
+    max_records: int,
+    fill_ms: int,
+) -> list[ConsumerRecord]:
+    """``records`` (what a fetch brought) topped up with what the fetches completing within
+    ``fill_ms`` bring, up to ``max_records`` in all."""
+    if fill_ms <= 0:
+        return records
+    deadline = time.monotonic() + fill_ms / 1000
+    while len(records) < max_records:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            break
+        more = await consumer.getmany(timeout_ms=left_ms, max_records=max_records - len(records))
+        if not more:
+            break
+        records.extend(r for part in more.values() for r in part)
+    return records

@@ -59,7 +59,7 @@ from services.trigger_engine.stream.unit_of_work import UnitOfWork
 from shared import topics
 from shared.envelope import decode_plain_event
 from shared.kafka.admin import ensure_topics, partition_count
-from shared.kafka.consumer import LAG, is_transient
+from shared.kafka.consumer import LAG, is_transient, top_up
 
 log = logging.getLogger(__name__)
 
@@ -908,23 +908,14 @@ class Owner:
         records = [r for part in batch.values() for r in part]
         # Top up only when behind (a fetch brought a tenth of a batch or more): when live,
         # the few records a fetch brings go at once.
-        if (
-            len(records) < max(1, settings.consumer_max_records // 10)
-            or settings.consumer_fill_ms <= 0
-        ):
+        if len(records) < max(1, settings.consumer_max_records // 10):
             return records
-        deadline = time.monotonic() + settings.consumer_fill_ms / 1000
-        while len(records) < settings.consumer_max_records:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
-                break
-            more = await consumer.getmany(
-                timeout_ms=left_ms, max_records=settings.consumer_max_records - len(records)
-            )
-            if not more:
-                break
-            records.extend(r for part in more.values() for r in part)
-        return records
+        return await top_up(
+            consumer,
+            records,
+            max_records=settings.consumer_max_records,
+            fill_ms=settings.consumer_fill_ms,
+        )
 
     async def _dead_letter(self, poison: list[tuple[ConsumerRecord, str, str]]) -> None:
         letters = self.ctx.dead_letters
