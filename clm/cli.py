@@ -48,6 +48,14 @@ class RunSettings(ServiceSettings):
     kafka_port: int = 9092
     secret_key: SecretStr | None = None
     ready_timeout: float = 120.0
+    drain_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an orderly stop waits for the services to consume what the "
+        "embedded broker holds before it stops it (what is left is published again at the "
+        "next start).",
+    )
+    event_journal: bool = True
 
     def port_of(self, service: str) -> int:
         return {
@@ -78,11 +86,18 @@ def admin_token(settings: RunSettings) -> str:
 
 
 def service_environment(
-    settings: RunSettings, *, database_url: str, bootstrap: str, token: str, secret_key: str
+    settings: RunSettings,
+    *,
+    database_url: str,
+    bootstrap: str,
+    token: str,
+    secret_key: str,
+    embedded_broker: bool = False,
 ) -> dict[str, str]:
     """What ``clm run`` sets for its services, on top of the user's own environment (and
     ``.env``, which the services read too). What the user set wins, except what only
-    ``clm run`` knows: the servers' addresses and the generated secrets."""
+    ``clm run`` knows: the servers' addresses and the generated secrets. The embedded broker
+    keeps nothing, so ingest journals the events it accepts (``clm.recovery``)."""
     env = {
         "CLM_DATABASE_URL": database_url,
         "CLM_KAFKA_BOOTSTRAP": bootstrap,
@@ -96,6 +111,8 @@ def service_environment(
         "migrate_on_start": ("CLM_MIGRATE_ON_START", "false"),
         "log_format": ("CLM_LOG_FORMAT", "text" if sys.stderr.isatty() else "json"),
     }
+    if embedded_broker:
+        defaults["event_journal"] = ("CLM_EVENT_JOURNAL", "true")
     for field_name, (variable, value) in defaults.items():
         if field_name not in chosen:
             env[variable] = value
@@ -165,9 +182,10 @@ def run(settings: RunSettings) -> int:
         data_dir=settings.data_dir,
         kafka_port=settings.kafka_port,
         topic_config=settings.topic_config(),
+        drain_timeout=settings.drain_timeout,
     )
     try:
-        database_url = settings.database_url or stack.start_postgres()
+        database_url = stack.database_url = settings.database_url or stack.start_postgres()
         bootstrap = settings.kafka_bootstrap or stack.start_kafka()
         if received:
             return 0
@@ -177,9 +195,17 @@ def run(settings: RunSettings) -> int:
             bootstrap=bootstrap,
             token=token,
             secret_key=secret_key,
+            embedded_broker=stack.kafka is not None,
         )
         os.environ.update(env)  # the migrations run here (the messenger's needs the key)
         asyncio.run(prepare_all(database_url, bootstrap, settings.topic_config()))
+        if stack.kafka is not None:
+            stack.recover()
+            if not settings.event_journal:
+                log.warning(
+                    "CLM_EVENT_JOURNAL is off with the embedded broker: events accepted but "
+                    "not consumed yet are lost whenever the broker stops"
+                )
         # Every service gets every port, so the console finds the APIs wherever they are.
         ports = {spec.port_setting: str(settings.port_of(spec.name)) for spec in SERVICES}
         stack.start_services({spec.name: {**os.environ, **ports} for spec in SERVICES})

@@ -8,9 +8,15 @@
   ``PR_SET_PDEATHSIG``) and stop on their own.
 - **PostgreSQL** (embedded) is started again when its postmaster is gone; its data is on
   disk, so nothing is lost. A stopped one (SIGSTOP) is left alone: it comes back by itself.
-- **The broker** (embedded Tansu) is started again when it exited, and the contract's topics
-  are created again with the configured partitions. Tansu keeps everything in memory: what it
-  held is lost with it (the log says so).
+- **The broker** (embedded Tansu) keeps everything in memory, so it starts empty: at start,
+  and when it died, the services that use it are stopped first, then the broker is started,
+  the topics are created with the configured partitions and what it held that was not
+  consumed yet is published again from PostgreSQL (``clm.recovery``), and only then are the
+  services started. The journal of accepted events is pruned every minute.
+- **An orderly stop drains**: ingest stops first (no new events), then the supervisor waits
+  (up to ``CLM_DRAIN_TIMEOUT``) until the engine has consumed every journalled event and the
+  messenger has taken in every action, before it stops the rest and the broker. What a
+  timeout leaves is published again at the next start.
 
 Nothing here sleeps for synchronisation: the loop wakes every ``tick`` to look.
 """
@@ -25,20 +31,33 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import asyncpg
+
+from clm import recovery
 from clm.runtime import SERVICES, EmbeddedKafka, EmbeddedPostgres, ServiceSpec, reap_orphans
-from shared.kafka.admin import TopicConfig, ensure_topics
+from shared.kafka.admin import TopicConfig
 
 log = logging.getLogger("clm.supervisor")
+
+T = TypeVar("T")
 
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
 #: A child up this long is healthy again: its next crash restarts it after FIRST_DELAY.
 STABLE_AFTER = 60.0
 STOP_TIMEOUT = 30.0
+#: The services that use the broker: stopped while it is started again.
+BROKER_CLIENTS = ("ingest", "trigger_engine", "messenger")
+#: How long a service stopped for a broker restart gets before it is killed (it cannot reach
+#: the broker to finish what it was sending; nothing is lost by killing it).
+BROKER_STOP_TIMEOUT = 10.0
+#: Seconds between two prunings of the event journal.
+PRUNE_EVERY = 60.0
 
 
 @dataclass
@@ -76,6 +95,8 @@ class Watched:
     restart: Callable[[], object]
     #: What the log adds once it was restarted.
     note: str = ""
+    #: While true it is not started again (its broker is being refilled).
+    blocked: Callable[[], bool] = lambda: False
     started_at: float = 0.0
     restart_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
@@ -93,7 +114,7 @@ class Watched:
                 extra={"child": self.name, "in_seconds": delay, "restart": self.backoff.restarts},
             )
             return
-        if now < self.restart_at:
+        if now < self.restart_at or self.blocked():
             return
         try:
             self.restart()
@@ -151,16 +172,23 @@ class Stack:
         data_dir: Path,
         kafka_port: int,
         topic_config: TopicConfig,
+        drain_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.data_dir = data_dir
         self.kafka_port = kafka_port
         self.topic_config = topic_config
+        self.drain_timeout = drain_timeout
         self.clock = clock
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
+        #: the database, once known (embedded or not)
+        self.database_url: str | None = None
         self.children: dict[str, Child] = {}
-        self.watched: list[Watched] = []
+        self.watched: dict[str, Watched] = {}
+        #: the broker was started again and is not refilled yet
+        self.refilling = False
+        self.pruned_at = clock()
 
     # --- start ------------------------------------------------------------------------------
 
@@ -177,30 +205,54 @@ class Stack:
         return url
 
     def start_kafka(self) -> str:
+        """Start the embedded broker; :meth:`recover` must run before the services start."""
         kafka = self.kafka = EmbeddedKafka(
             self.kafka_port, log_path=self.data_dir / "logs" / "kafka.log"
         )
         bootstrap = kafka.start()
         log.info("embedded Kafka broker started", extra={"bootstrap": bootstrap})
-
-        def restart() -> None:
-            kafka.stop()  # closes its log file
-            asyncio.run(ensure_topics(kafka.start(), self.topic_config))
-
         self._watch(
             "embedded Kafka broker",
             down=lambda: _exit_status(kafka.proc),
-            restart=restart,
-            note=f" with empty topics of {self.topic_config.partitions} partitions: it keeps "
-            "data in memory only, so what it held is lost",
+            restart=self._restart_kafka,
+            note=f" with topics of {self.topic_config.partitions} partitions, and what it had "
+            "not delivered yet was published again from PostgreSQL",
         )
         return bootstrap
+
+    def recover(self) -> None:
+        """The embedded broker has just started, empty: refill it (``clm.recovery``)."""
+        assert self.kafka is not None and self.database_url is not None
+        asyncio.run(recovery.recover(self.database_url, self.kafka.bootstrap, self.topic_config))
+
+    def _restart_kafka(self) -> None:
+        """Its clients stopped first, so that nothing is produced or consumed until what the
+        broker lost is back, in order; then they start again."""
+        kafka = self.kafka
+        assert kafka is not None
+        clients = [self.children[name] for name in BROKER_CLIENTS if name in self.children]
+        self.refilling = True  # until done: no client is started again (see start_services)
+        self._stop_children(clients, timeout=BROKER_STOP_TIMEOUT)
+        kafka.stop()  # closes its log file
+        kafka.start()
+        self.recover()
+        self.refilling = False
+        for child in clients:
+            child.start()
+            watched = self.watched[f"service {child.spec.name}"]
+            watched.restart_at = None
+            watched.started_at = self.clock()
 
     def start_services(self, envs: Mapping[str, Mapping[str, str]]) -> None:
         for spec in SERVICES:
             child = self.children[spec.name] = Child(spec, envs[spec.name])
             child.start()
-            self._watch(f"service {spec.name}", down=child.down, restart=child.start)
+            self._watch(
+                f"service {spec.name}",
+                down=child.down,
+                restart=child.start,
+                blocked=(lambda: self.refilling) if spec.name in BROKER_CLIENTS else None,
+            )
 
     def _watch(
         self,
@@ -209,8 +261,12 @@ class Stack:
         down: Callable[[], str | None],
         restart: Callable[[], object],
         note: str = "",
+        blocked: Callable[[], bool] | None = None,
     ) -> None:
-        self.watched.append(Watched(name, down, restart, note, started_at=self.clock()))
+        watched = Watched(name, down, restart, note, started_at=self.clock())
+        if blocked is not None:
+            watched.blocked = blocked
+        self.watched[name] = watched
 
     def exited_service(self) -> tuple[str, int] | None:
         """A service that exited (during start: nothing is restarted yet), with its code."""
@@ -223,10 +279,25 @@ class Stack:
     # --- supervise --------------------------------------------------------------------------
 
     def supervise(self) -> None:
-        """One look at everything: restart what is down, once its backoff has passed."""
+        """One look at everything: restart what is down, once its backoff has passed; prune
+        the event journal now and then."""
         reap_orphans(self._own_children())
-        for watched in self.watched:
+        for watched in list(self.watched.values()):
             watched.look(self.clock)
+        if self.kafka is not None and self.clock() >= self.pruned_at + PRUNE_EVERY:
+            self.pruned_at = self.clock()
+            try:
+                asyncio.run(self._on_database(recovery.prune))
+            except (OSError, asyncpg.PostgresError) as exc:  # tried again next time
+                log.warning("could not prune the event journal", extra={"error": repr(exc)})
+
+    async def _on_database(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        assert self.database_url is not None
+        connection = await asyncpg.connect(self.database_url, timeout=5)
+        try:
+            return await call(connection)
+        finally:
+            await connection.close()
 
     def _own_children(self) -> set[int]:
         procs = [c.proc for c in self.children.values()]
@@ -237,15 +308,63 @@ class Stack:
     # --- stop -------------------------------------------------------------------------------
 
     def stop(self, *, force: Callable[[], bool] = lambda: False) -> None:
-        """Services first (SIGTERM, in reverse start order; they drain and commit), then the
-        broker, then PostgreSQL. ``force()`` turning true (a second Ctrl-C) kills what is
-        still running instead of waiting."""
-        running = [c for c in reversed(self.children.values()) if c.exited() is None]
+        """Services first (SIGTERM; they drain and commit): ingest, then, on the embedded
+        broker, a wait until its backlog is consumed (:meth:`_drain`), then the others in
+        reverse start order; then the broker, then PostgreSQL. ``force()`` turning true (a
+        second Ctrl-C) kills what is still running instead of waiting."""
+        self.watched.clear()
+        ingest = self.children.get("ingest")
+        if ingest is not None and self.kafka is not None and ingest.exited() is None:
+            self._stop_children([ingest], timeout=STOP_TIMEOUT, force=force)
+            self._drain(force)
+        self._stop_children(
+            list(reversed(self.children.values())), timeout=STOP_TIMEOUT, force=force
+        )
+        self.children.clear()
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
+    def _drain(self, force: Callable[[], bool]) -> None:
+        """Wait until the engine has consumed every journalled event and the messenger has
+        taken in every action (polling PostgreSQL), for at most ``drain_timeout``."""
+        deadline = self.clock() + self.drain_timeout
+        left: recovery.Backlog | None = None
+        while not force():
+            try:
+                left = asyncio.run(self._on_database(recovery.backlog))
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cannot see the backlog; not waiting", extra={"error": repr(exc)})
+                return
+            if left.empty:
+                log.info("drained: the broker holds nothing that was not consumed")
+                return
+            if self.clock() >= deadline:
+                break
+            time.sleep(0.2)  # the poll interval within the deadline, not synchronisation
+        if left is not None:
+            log.warning(
+                "stopping with a backlog: it is published again at the next start",
+                extra={"events": left.events, "handoffs": left.handoffs, "actions": left.actions},
+            )
+
+    def _stop_children(
+        self,
+        children: list[Child],
+        *,
+        timeout: float,
+        force: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """SIGTERM to each, then wait (killing what outlives ``timeout`` or ``force()``)."""
+        running = [c for c in children if c.exited() is None]
         for child in running:
             log.info("stopping service", extra={"child": child.spec.name})
             assert child.proc is not None
             child.proc.send_signal(signal.SIGTERM)
-        deadline = self.clock() + STOP_TIMEOUT
+        deadline = self.clock() + timeout
         for child in running:
             assert child.proc is not None
             while child.proc.poll() is None and self.clock() < deadline and not force():
@@ -257,11 +376,3 @@ class Stack:
                 )
                 child.proc.kill()
                 child.proc.wait(5)
-        self.children.clear()
-        self.watched.clear()
-        if self.kafka is not None:
-            self.kafka.stop()
-            self.kafka = None
-        if self.postgres is not None:
-            self.postgres.stop()
-            self.postgres = None

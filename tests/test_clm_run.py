@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,126 @@ def test_clm_run_restarts_what_dies_and_keeps_the_users_settings(
 
     # A SIGTERM to the process alone (a process manager, kill <pid>) stops everything.
     stop_and_check_nothing_is_left(run, lambda: run.proc.send_signal(signal.SIGTERM))
+
+
+class _Shop:
+    """The public APIs of a running ``clm run``: a write key, a rule that sends at once on
+    ``Signed Up`` (to a destination that refuses connections: the deliveries stay), and the
+    counts of what the engine and the messenger hold."""
+
+    def __init__(self, run: ClmRun, tag: str) -> None:
+        self.run = run
+        self.tag = tag
+        headers = {"Authorization": f"Bearer {run.token()}"}
+        self.clients = {
+            name: httpx.Client(
+                base_url=f"http://127.0.0.1:{run.ports[name]}", headers=headers, timeout=10
+            )
+            for name in ("ingest", "engine", "messenger")
+        }
+
+    def set_up(self) -> None:
+        r = self.clients["messenger"].post(
+            "/v1/destinations", json={"channel": "webhook", "url": "http://127.0.0.1:9/hooks"}
+        )
+        assert r.status_code == 201, r.text
+        r = self.clients["engine"].post(
+            "/v1/rules",
+            json={
+                "key": f"welcome-{self.tag}",
+                "name": "Welcome",
+                "enabled": True,
+                "trigger": {"type": "event", "event": "Signed Up"},
+                "steps": [
+                    {"send": {"channel": "webhook", "template": "w", "destination": r.json()["id"]}}
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+        r = self.clients["ingest"].post("/v1/write-keys", json={"source": f"shop-{self.tag}"})
+        assert r.status_code == 201, r.text
+        self.write_key = r.json()["key"]
+
+    def sign_up(self, customers: list[str]) -> None:
+        """Answered 200 each: what must not be lost from here on."""
+        batch = [{"type": "track", "userId": c, "event": "Signed Up"} for c in customers]
+        with httpx.Client(timeout=10) as client:
+            r = client.post(
+                f"http://127.0.0.1:{self.run.ports['ingest']}/v1/batch",
+                json={"batch": batch},
+                auth=(self.write_key, ""),
+            )
+        assert r.status_code == 200 and "rejected" not in r.json(), r.text
+
+    def known(self, customers: list[str]) -> int:
+        """How many of ``customers`` the engine has a profile of."""
+        engine = self.clients["engine"]
+        return sum(engine.get(f"/v1/customers/{c}").status_code == 200 for c in customers)
+
+    def delivered(self, customers: list[str]) -> int:
+        """How many of ``customers`` have a delivery in the messenger."""
+        messenger = self.clients["messenger"]
+        return sum(
+            len(messenger.get("/v1/deliveries", params={"customer_id": c}).json()["items"]) == 1
+            for c in customers
+        )
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+def _pause(run: ClmRun, module: str) -> psutil.Process:
+    process = run.service(module)
+    assert process is not None
+    process.suspend()
+    return process
+
+
+def test_what_the_embedded_broker_held_survives_its_restart_and_a_restart_of_clm_run(
+    start_clm: Callable[..., ClmRun],
+) -> None:
+    settings = {"CLM_DRAIN_TIMEOUT": "1", "CLM_ALLOW_PRIVATE_DESTINATIONS": "true"}
+    run = start_clm(**settings)
+    poll(lambda: all_ready(run), "all services ready")
+    shop = _Shop(run, uuid.uuid4().hex[:8])
+    shop.set_up()
+    published = [f"a-{shop.tag}-{i}" for i in range(40)]
+    unconsumed = [f"b-{shop.tag}-{i}" for i in range(40)]
+
+    # Actions published but not taken in: the messenger is paused.
+    _pause(run, "services.messenger")
+    shop.sign_up(published)
+    poll(lambda: shop.known(published) == len(published), "the engine consumed batch a")
+    # Events accepted but not consumed: the engine is paused too.
+    _pause(run, "services.trigger_engine")
+    shop.sign_up(unconsumed)
+
+    [broker] = [p for p in run.children() if p.name().startswith("tansu")]
+    broker.kill()
+    poll(lambda: "embedded Kafka broker restarted" in run.output(), "broker restart")
+    poll(lambda: all_ready(run), "ready after the broker restart")
+    assert "published again what the broker had lost" in run.output()
+    everyone = published + unconsumed
+    poll(lambda: shop.known(everyone) == len(everyone), "the engine consumed both batches")
+    poll(lambda: shop.delivered(everyone) == len(everyone), "one delivery per customer")
+
+    # A backlog at an orderly stop: the engine is paused, the drain gives up after 1 s, and
+    # the next start publishes the backlog again.
+    backlog = [f"c-{shop.tag}-{i}" for i in range(40)]
+    engine = _pause(run, "services.trigger_engine")
+    shop.sign_up(backlog)
+    shop.close()
+    run.proc.send_signal(signal.SIGTERM)
+    poll(lambda: "stopping with a backlog" in run.output(), "the drain gave up")
+    engine.resume()  # so that it hears its SIGTERM
+    assert run.proc.wait(timeout=90) == 0, run.output()[-3000:]
+
+    again = start_clm(**settings)
+    poll(lambda: all_ready(again), "all services ready after the restart")
+    shop = _Shop(again, shop.tag)
+    everyone += backlog
+    poll(lambda: shop.known(everyone) == len(everyone), "the engine consumed the backlog")
+    poll(lambda: shop.delivered(everyone) == len(everyone), "one delivery per customer")
+    shop.close()
+    stop_and_check_nothing_is_left(again, lambda: again.proc.send_signal(signal.SIGTERM))

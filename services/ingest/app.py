@@ -40,7 +40,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 sessions=res.sessions,
                 producer=res.producer,
                 pipeline=Pipeline(
-                    res.sessions, res.producer, produce_timeout=cfg.produce_timeout_seconds
+                    res.sessions,
+                    res.producer,
+                    produce_timeout=cfg.produce_timeout_seconds,
+                    journal=cfg.event_journal,
                 ),
                 write_keys=WriteKeyResolver(res.sessions, ttl=cfg.write_key_cache_seconds),
                 dead_letters=dead_letters,

@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,3 +75,20 @@ class RejectedInput(Base):
         Index("ix_rejected_rejected_at", "rejected_at"),
         Index("ix_rejected_source_rejected_at", "source", "rejected_at"),
     )
+
+
+class JournalEntry(Base):
+    """An accepted event kept until the engine has consumed it (``CLM_EVENT_JOURNAL``), with
+    the partition and offset the broker gave it; both NULL while it waits to be published
+    again after a broker loss (``clm/recovery.py``)."""
+
+    __tablename__ = "journal"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_journal_partition_offset", "partition", "offset"),)

@@ -1,6 +1,7 @@
 """The one path every accepted message takes, from HTTP or from ``storefront.events``:
 drop the ``messageId``s already accepted from the same source, produce the rest to
-``clm.events`` and wait for ``acks=all``, then remember their ids.
+``clm.events`` and wait for ``acks=all``, then remember their ids (and, with the event
+journal on, keep the events with where the broker put them: ``clm/recovery.py``).
 
 Crash between produce and remember: the client retries, the event is produced again with
 the same ``event_id``, and the engine's unique constraint on it absorbs the duplicate.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +43,12 @@ _REMEMBER = text(
     "CAST(:times AS timestamptz[])) ON CONFLICT DO NOTHING"
 )
 
+_JOURNAL = text(
+    'INSERT INTO ingest.journal (key, body, partition, "offset", accepted_at) '
+    "SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:bodies AS bytea[]), "
+    "CAST(:partitions AS int[]), CAST(:offsets AS bigint[]), CAST(:times AS timestamptz[]))"
+)
+
 
 class Pipeline:
     def __init__(
@@ -49,10 +57,12 @@ class Pipeline:
         producer: AIOKafkaProducer,
         *,
         produce_timeout: float,
+        journal: bool = False,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
         self.produce_timeout = produce_timeout
+        self.journal = journal
 
     async def accept(self, events: Sequence[EventV1], *, origin: str) -> int:
         """Make ``events`` durable on ``clm.events`` exactly once per (source, messageId).
@@ -65,14 +75,15 @@ class Pipeline:
             return 0
         loop = asyncio.get_running_loop()
         started = loop.time()
+        bodies = [e.to_bytes() for e in fresh]
         async with asyncio.timeout(self.produce_timeout):
             futures = [
-                await self.producer.send(topics.EVENTS, e.to_bytes(), key=e.customer_key.encode())
-                for e in fresh
+                await self.producer.send(topics.EVENTS, body, key=e.customer_key.encode())
+                for e, body in zip(fresh, bodies, strict=True)
             ]
-            await asyncio.gather(*futures)
+            placed: list[RecordMetadata] = await asyncio.gather(*futures)
         PRODUCE_SECONDS.observe(loop.time() - started)
-        await self._remember(fresh)
+        await self._remember(fresh, bodies if self.journal else None, placed)
         ACCEPTED.labels(origin).inc(len(fresh))
         return len(fresh)
 
@@ -92,7 +103,14 @@ class Pipeline:
                         fresh.append(e)
         return fresh
 
-    async def _remember(self, events: Sequence[EventV1]) -> None:
+    async def _remember(
+        self,
+        events: Sequence[EventV1],
+        bodies: Sequence[bytes] | None,
+        placed: Sequence[RecordMetadata],
+    ) -> None:
+        """Remember the ids (and journal ``bodies``, when given) in one transaction: the
+        client hears 200 only once both are durable."""
         received: list[datetime] = [e.received_at for e in events]
         async with self.sessions() as session, session.begin():
             await session.execute(
@@ -103,6 +121,17 @@ class Pipeline:
                     "times": received,
                 },
             )
+            if bodies is not None:
+                await session.execute(
+                    _JOURNAL,
+                    {
+                        "keys": [e.customer_key for e in events],
+                        "bodies": list(bodies),
+                        "partitions": [meta.partition for meta in placed],
+                        "offsets": [meta.offset for meta in placed],
+                        "times": received,
+                    },
+                )
 
 
 async def prune_seen(sessions: async_sessionmaker[AsyncSession], *, hours: int) -> int:

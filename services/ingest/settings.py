@@ -21,6 +21,13 @@ class IngestSettings(ServiceSettings):
     rejected_retention_days: int = Field(
         default=30, ge=1, description="Days rejected input is kept for GET /v1/rejected."
     )
+    event_journal: bool = Field(
+        default=False,
+        description="Also keep every accepted event in PostgreSQL (ingest.journal) until the "
+        "trigger engine has consumed it, so that a broker which loses data (the embedded one "
+        "keeps everything in memory) can be refilled. `clm run` turns it on with its embedded "
+        "broker and maintains the journal; leave it off with a replicated Kafka.",
+    )
     storefront_consumer: bool = Field(
         default=True, description="Consume the storefront.events topic."
     )

@@ -17,7 +17,7 @@ from services.trigger_engine.customers.models import (
 from services.trigger_engine.events.models import EventLogRow, StoredEvent
 from services.trigger_engine.lifecycle.models import LifecyclePassRow, LifecycleVersionRow
 from services.trigger_engine.outbox.models import OutboxRow
-from services.trigger_engine.partitions.models import PartitionRow
+from services.trigger_engine.partitions.models import HandoffJournalRow, PartitionRow
 from services.trigger_engine.rules.models import RuleRow, RuleVersionRow
 from services.trigger_engine.runs.models import RunEventRow
 from services.trigger_engine.send_policy.models import SendPolicyVersionRow
@@ -29,6 +29,7 @@ __all__ = [
     "Customer",
     "ErasureRow",
     "EventLogRow",
+    "HandoffJournalRow",
     "IdentityLink",
     "LifecyclePassRow",
     "LifecycleVersionRow",

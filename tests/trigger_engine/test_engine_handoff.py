@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.trigger_engine.stream import handoff, runner
 from services.trigger_engine.stream.handoff import partition_of
 from tests.trigger_engine.engine_support import Engine, event, eventually, produce
 
@@ -102,3 +104,40 @@ async def _timeline(engine: Engine, customer: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+async def test_hand_offs_are_journalled_until_their_partition_has_consumed_them(
+    engine: Engine, producer: AIOKafkaProducer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that loses data must not lose a merge: each hand-off is kept in PostgreSQL
+    with where the broker put it, until its partition's checkpoint has passed it."""
+    monkeypatch.setattr(runner, "_PRUNE_HANDOFFS_EVERY", 3600.0)
+    anonymous, user = apart(prefix)
+    await produce(producer, identify(user, anonymous))
+    await eventually(lambda: engine.customer(user), what="the known customer")
+    connection = await asyncpg.connect(engine.infra.database_url)
+    try:
+        # the merge request goes to the anonymous id's partition
+        journalled = await eventually(
+            lambda: connection.fetch(
+                'SELECT partition, "offset", body FROM engine.handoff_journal WHERE key = $1',
+                anonymous,
+            ),
+            what="the journalled merge request",
+        )
+        [(partition, offset, body)] = journalled
+        request = handoff.decode(body)
+        assert isinstance(request, handoff.MergeRequest) and request.target == user
+        assert partition == partition_of(anonymous, PARTITIONS) and offset >= 0
+
+        monkeypatch.setattr(runner, "_PRUNE_HANDOFFS_EVERY", 0.0)
+
+        async def pruned() -> bool:
+            count = await connection.fetchval(
+                "SELECT count(*) FROM engine.handoff_journal WHERE key = $1", anonymous
+            )
+            return count == 0
+
+        await eventually(pruned, what="the pruning of the consumed merge request")
+    finally:
+        await connection.close()

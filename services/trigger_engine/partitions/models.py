@@ -1,10 +1,10 @@
-"""One row per consumed topic partition: its watermark."""
+"""One row per consumed topic partition: its owner's checkpoint; the hand-off journal."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, Text
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, LargeBinary, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.trigger_engine.base import Base
@@ -34,3 +34,19 @@ class PartitionRow(Base):
     handoff_offset: Mapped[int | None] = mapped_column(BigInteger)
     pass_version: Mapped[int | None] = mapped_column(Integer)
     pass_cursor: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoffJournalRow(Base):
+    """A hand-off record the broker acknowledged, kept until its partition has consumed it
+    (the checkpoints delete it then), with where the broker put it; both NULL while it
+    waits to be published again after a broker loss (``clm/recovery.py``)."""
+
+    __tablename__ = "handoff_journal"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_handoff_journal_partition_offset", "partition", "offset"),)

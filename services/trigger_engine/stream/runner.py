@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import RecordMetadata
 
 from services.trigger_engine.config_cache import EngineConfig
 from services.trigger_engine.context import EngineContext
@@ -67,6 +68,9 @@ T = TypeVar("T")
 
 #: Customers stored before migration 0007 read, and given their partition, at a time.
 _ADOPT_CHUNK = 2000
+
+#: Seconds between two deletions of the journalled hand-offs the owned partitions consumed.
+_PRUNE_HANDOFFS_EVERY = 10.0
 
 #: SQLSTATEs after which the same statement may simply be tried again.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
@@ -116,7 +120,9 @@ class Owner:
         self.consumer: AIOKafkaConsumer | None = None
         self.to_mark: list[str] = []
         self.unsent: list[tuple[str, str, str]] = []
-        self.sending: list[asyncio.Future[Any]] = []
+        #: hand-offs handed to the producer: (acknowledgement, key, body)
+        self.sending: list[tuple[asyncio.Future[RecordMetadata], str, bytes]] = []
+        self.handoffs_pruned_at = 0.0
         self.poison: set[tuple[str, int, int]] = set()
         #: customers a timer or a lifecycle pass failed on (see ``_isolate``)
         self.drop_timers: set[str] = set()
@@ -614,10 +620,9 @@ class Owner:
     async def _send_handoffs(self, unit: UnitOfWork) -> None:
         producer = self.ctx.producer
         for key, record in unit.handoffs:
-            future = await producer.send(
-                self.handoff_topic, handoff.encode(record), key=key.encode()
-            )
-            self.sending.append(future)
+            body = handoff.encode(record)
+            future = await producer.send(self.handoff_topic, body, key=key.encode())
+            self.sending.append((future, key, body))
 
     async def _flush(self, unit: UnitOfWork) -> None:
         """Commit the unit's actions to the outbox, then publish them."""
@@ -756,16 +761,33 @@ class Owner:
         self,
         seq: int,
         rows: store.CheckpointRows,
-        sending: list[asyncio.Future[Any]],
+        sending: list[tuple[asyncio.Future[RecordMetadata], str, bytes]],
         now: datetime,
     ) -> _Written:
         if sending:
-            await asyncio.gather(*sending)
+            placed = await asyncio.gather(*(future for future, _, _ in sending))
+            sent = [
+                (key, body, meta.partition, meta.offset)
+                for (_, key, body), meta in zip(sending, placed, strict=True)
+            ]
+            await self._db(
+                lambda c: store.journal_handoffs(c, sent),
+                what="hand-off journal",
+                connection="checkpoint",
+            )
         result = await self._db(
             lambda c: store.checkpoint(c, self.topic, rows, now=now),
             what="checkpoint",
             connection="checkpoint",
         )
+        if time.monotonic() >= self.handoffs_pruned_at + _PRUNE_HANDOFFS_EVERY:
+            self.handoffs_pruned_at = time.monotonic()
+            owned = [mark[0] for mark in rows.marks]
+            await self._db(
+                lambda c: store.prune_handoffs(c, self.topic, owned),
+                what="hand-off journal",
+                connection="checkpoint",
+            )
         # After the call: every hand-off sent before the other partitions' watermarks it
         # read were stored has a timestamp before this instant.
         read_at = datetime.now(UTC)

@@ -242,6 +242,38 @@ async def flush_actions(
     return new
 
 
+_JOURNAL_HANDOFFS = (
+    'INSERT INTO engine.handoff_journal (key, body, partition, "offset") '
+    "SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bigint[])"
+)
+
+_PRUNE_HANDOFFS = (
+    "DELETE FROM engine.handoff_journal AS h USING engine.partitions AS p "
+    "WHERE p.topic = $1 AND p.partition = ANY($2::int[]) AND h.partition = p.partition "
+    'AND h."offset" < p.handoff_offset'
+)
+
+
+async def journal_handoffs(
+    connection: asyncpg.Connection, sent: Sequence[tuple[str, bytes, int, int]]
+) -> None:
+    """Keep hand-off records the broker acknowledged, (key, body, partition, offset), until
+    their partition has consumed them (migration 0008). Called before the checkpoint that
+    covers their cause: a crash in between replays the cause, which sends them again."""
+    if sent:
+        keys, bodies, partitions, offsets = zip(*sent, strict=True)
+        await connection.execute(
+            _JOURNAL_HANDOFFS, list(keys), list(bodies), list(partitions), list(offsets)
+        )
+
+
+async def prune_handoffs(
+    connection: asyncpg.Connection, topic: str, partitions: Sequence[int]
+) -> None:
+    """Forget the journalled hand-offs that ``partitions`` have checkpointed past."""
+    await connection.execute(_PRUNE_HANDOFFS, topic, list(partitions))
+
+
 @dataclass(frozen=True)
 class Checkpointed:
     revision: int
