@@ -11,6 +11,7 @@ from shared.errors import install_error_handlers
 from shared.http.docs import install_docs
 from shared.http.health import router as health_router
 from shared.http.nul import RejectNulParameters
+from shared.http.openapi import install_openapi
 from shared.http.unavailable import UnavailableGuard
 from shared.settings import ServiceSettings
 
@@ -50,4 +51,5 @@ def create_service_app(
     app.add_middleware(RejectNulParameters)
     app.include_router(health_router)
     install_docs(app)
+    install_openapi(app)
     return app

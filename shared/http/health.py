@@ -10,7 +10,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from shared.http.responses import JSONBytesResponse
 
@@ -33,10 +35,19 @@ async def _run(check: Check) -> str | None:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="`ready`, or `unavailable` (with the 503)")
+    checks: list[str] | None = Field(default=None, description="the checks run, when ready")
+    failures: dict[str, str] | None = Field(
+        default=None, description="each failed check with its error, when unavailable"
+    )
+
+
 @router.get(
     "/readyz",
     summary="PostgreSQL and Kafka are reachable",
-    responses={503: {"description": "a dependency is unreachable"}},
+    response_model=Readiness,
+    responses={503: {"description": "a dependency is unreachable", "model": Readiness}},
 )
 async def readyz(request: Request) -> Response:
     checks: dict[str, Check] = getattr(request.app.state, "readiness", {})
@@ -47,6 +58,11 @@ async def readyz(request: Request) -> Response:
     return JSONBytesResponse({"status": "ready", "checks": list(checks)})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "the Prometheus text exposition format"}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
+from fastapi.security import HTTPBasic
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,7 +38,27 @@ from shared.errors import BadRequest, Overloaded, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["tracking"])
+
+class _WriteKeyScheme(HTTPBasic):
+    """Documents the write key as what Segment clients send: the HTTP Basic username.
+
+    Reading it is :func:`_read`'s (after the content type and size checks, and it also takes
+    ``writeKey`` from the body), so this dependency only puts the scheme in the document."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+WRITE_KEY = _WriteKeyScheme(
+    scheme_name="WriteKey",
+    auto_error=False,
+    description="The source's write key as the HTTP Basic username, with an empty password "
+    "(or as `writeKey` in the body)",
+)
+#: The Basic header, or nothing but the body's ``writeKey``.
+_SECURITY: dict[str, Any] = {"security": [{}]}
+
+router = APIRouter(tags=["tracking"], dependencies=[Security(WRITE_KEY)])
 
 
 class RejectedMessage(BaseModel):
@@ -171,7 +192,7 @@ def _single_route(call: str, summary: str) -> None:
         response_model=TrackingResponse,
         response_model_exclude_none=True,
         responses=ERRORS,
-        openapi_extra=bodies.single(call),
+        openapi_extra={**bodies.single(call), **_SECURITY},
     )
 
 
@@ -214,7 +235,7 @@ async def _batch(request: Request, ctx: IngestContext) -> TrackingResponse:
     response_model=TrackingResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    openapi_extra=bodies.batch(),
+    openapi_extra={**bodies.batch(), **_SECURITY},
 )
 async def batch(request: Request, ctx: IngestDep) -> TrackingResponse:
     return await _batch(request, ctx)

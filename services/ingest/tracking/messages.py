@@ -102,7 +102,7 @@ def _non_empty_string(value: object) -> str:
 
 
 SegmentId = Annotated[
-    str | None, PlainValidator(_segment_id, json_schema_input_type=str | int | None)
+    str | None, PlainValidator(_segment_id, json_schema_input_type=str | float | None)
 ]
 Timestamp = Annotated[
     datetime | None, PlainValidator(_timestamp, json_schema_input_type=datetime | None)
@@ -113,7 +113,13 @@ JsonObject = Annotated[
 OptionalString = Annotated[
     str | None, PlainValidator(_optional_string, json_schema_input_type=str | None)
 ]
-NonEmptyString = Annotated[str, PlainValidator(_non_empty_string, json_schema_input_type=str)]
+NonEmptyString = Annotated[
+    str,
+    PlainValidator(
+        _non_empty_string,
+        json_schema_input_type=Annotated[str, Field(min_length=1, pattern=r"\S")],
+    ),
+]
 
 
 class SegmentMessage(BaseModel):

@@ -63,7 +63,8 @@ class InactivityTrigger(BaseModel):
 
 def _trigger_tag(value: Any) -> str | None:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return f"{kind}_trigger" if kind in TRIGGER_FIELDS else None
+    # A type that is not a string (a list, say: unhashable) is as unknown as a misspelt one.
+    return f"{kind}_trigger" if isinstance(kind, str) and kind in TRIGGER_FIELDS else None
 
 
 Trigger = Annotated[

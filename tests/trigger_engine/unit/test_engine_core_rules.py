@@ -166,6 +166,14 @@ def test_unknown_trigger_type() -> None:
     assert "expected one of event, stage_entered, stage_changed, inactivity" in message
 
 
+@pytest.mark.parametrize("kind", [[None, None], {}, 1, None])
+def test_trigger_type_that_is_not_a_string_is_unknown(kind: Any) -> None:
+    # a list or an object used to escape as TypeError (unhashable): a 500 from the API
+    [(loc, message)] = issues_of(changed(trigger={"type": kind, "event": "Product Added"}))
+    assert loc == ("trigger",)
+    assert "expected one of event, stage_entered, stage_changed, inactivity" in message
+
+
 def test_rule_without_send_is_unreachable() -> None:
     assert issues_of(changed(steps=[{"wait": "PT1H"}])) == [
         (("steps",), "the rule has no send step, so it never sends")
