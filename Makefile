@@ -53,6 +53,10 @@ bench: $(STAMP) ## Trigger engine end to end on a synthetic storefront (events/s
 bench-fold: $(STAMP) ## The engine's pure fold alone (decode, core, state encoding): CPU µs per event
 	$(PY) -m bench.fold $(BENCH_ARGS)
 
+.PHONY: chaos
+chaos: $(STAMP) ## Crash-and-fault run of clm run with an oracle: expected, delivered, missing, duplicate, wrongly sent
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
 .PHONY: clean
 clean: ## Remove the embedded data dir (.clm) and caches
 	rm -rf .clm .pytest_cache .mypy_cache .ruff_cache
