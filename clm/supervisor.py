@@ -55,7 +55,7 @@ STOP_TIMEOUT = 30.0
 BROKER_CLIENTS = ("ingest", "trigger_engine", "messenger")
 #: How long a service stopped for a broker restart gets before it is killed (it cannot reach
 #: the broker to finish what it was sending; nothing is lost by killing it).
-BROKER_STOP_TIMEOUT = 10.0
+BROKER_STOP_TIMEOUT = 3.0
 #: Seconds between two prunings of the event journal.
 PRUNE_EVERY = 60.0
 
