@@ -2,7 +2,9 @@
 
 Every record is JSON with a ``type`` discriminator and a ``version``; producers build the
 pydantic models (validated as they are built). Consumers decode with :func:`decode_action_topic`
-or :func:`decode_dead_letter` into those models, or a :class:`pydantic.ValidationError`;
+(``clm.actions``: an action, an action cancellation or an erasure notice)
+or :func:`decode_dead_letter` into those models, or a :class:`pydantic.ValidationError`
+(also for a ``type`` they do not know);
 :func:`decode_event` gives an :class:`EventV1`; the trigger engine, which decodes every
 ``clm.events`` record on its hot path, uses :func:`decode_plain_event` instead: the same
 record as plain data (:class:`Event`, ``msgspec``: a fifth of the cost), or a
@@ -109,6 +111,36 @@ class ActionV1(_Record):
     destination: str | None = Field(default=None, description="destination id named by the step")
     data: dict[str, Any]
     created_at: datetime
+    run_id: str | None = Field(
+        default=None,
+        description="the rule run that sent it: an ActionCancelV1 for that run cancels it "
+        "(None from engines before cancellation existed)",
+    )
+
+
+class ActionCancelV1(_Record):
+    """A run ended before all its actions were delivered: deliveries of ``run_id`` not sent yet
+    are cancelled, and an action of that run that arrives later is recorded cancelled.
+
+    Sent by the engine only for a run that emitted at least one action and then *ended early*
+    (``reason``: ``exit_when``, ``audience``, ``rule_disabled``, ``rule_version_missing``,
+    ``merged``), never for one that completed its steps. Key = ``customer_key`` (the run's
+    customer), so it follows the run's actions on their partition. ``cancel_id`` is derived
+    from the run: a replay sends the same record again, and applying it twice changes
+    nothing. An erased customer's deliveries are cancelled by :class:`ErasureV1` instead.
+    """
+
+    type: Literal["action.cancel"] = "action.cancel"
+    version: Literal[1] = 1
+    cancel_id: str = Field(description="'cancel_' + uuid5 of the run: the same on every replay")
+    run_id: str
+    customer_key: str
+    rule: str = Field(description="the rule key of the run")
+    reason: str = Field(
+        description="why the run ended: exit_when, audience, rule_disabled, "
+        "rule_version_missing, merged"
+    )
+    ended_at: datetime = Field(description="when the run ended (the engine's run time)")
 
 
 class ErasureV1(_Record):
@@ -121,7 +153,7 @@ class ErasureV1(_Record):
     requested_at: datetime
 
 
-ActionTopicRecord = Annotated[ActionV1 | ErasureV1, Field(discriminator="type")]
+ActionTopicRecord = Annotated[ActionV1 | ActionCancelV1 | ErasureV1, Field(discriminator="type")]
 
 
 class DeadLetterV1(_Record):
@@ -146,7 +178,7 @@ class DeadLetterV1(_Record):
 
 _EVENT = TypeAdapter(EventV1)
 _PLAIN_EVENT = msgspec.json.Decoder(Event)
-_ACTION_TOPIC: TypeAdapter[ActionV1 | ErasureV1] = TypeAdapter(ActionTopicRecord)
+_ACTION_TOPIC: TypeAdapter[ActionV1 | ActionCancelV1 | ErasureV1] = TypeAdapter(ActionTopicRecord)
 _DEAD_LETTER = TypeAdapter(DeadLetterV1)
 
 
@@ -160,7 +192,7 @@ def decode_plain_event(raw: bytes) -> Event:
     return _PLAIN_EVENT.decode(raw)
 
 
-def decode_action_topic(raw: bytes) -> ActionV1 | ErasureV1:
+def decode_action_topic(raw: bytes) -> ActionV1 | ActionCancelV1 | ErasureV1:
     return _ACTION_TOPIC.validate_json(raw)
 
 

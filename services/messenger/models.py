@@ -4,7 +4,7 @@ every one of them on ``Base.metadata``."""
 from __future__ import annotations
 
 from services.messenger.base import SCHEMA, Base
-from services.messenger.deliveries.models import Delivery, DeliveryAttempt
+from services.messenger.deliveries.models import CancelledRun, Delivery, DeliveryAttempt
 from services.messenger.destinations.models import Destination
 from services.messenger.suppressions.models import Suppression
 from services.messenger.templates_store.models import Template
@@ -12,6 +12,7 @@ from services.messenger.templates_store.models import Template
 __all__ = [
     "SCHEMA",
     "Base",
+    "CancelledRun",
     "Delivery",
     "DeliveryAttempt",
     "Destination",

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.messenger.settings import MessengerSettings
 from shared import topics
-from shared.envelope import ActionV1, ErasureV1
+from shared.envelope import ActionCancelV1, ActionV1, ErasureV1
 from tests.support.receiver import Hook, eventually
 from tests.support.services import Infra, RunningService, settings_env
 
@@ -94,7 +94,7 @@ def make_action(
     )
 
 
-async def produce(infra: Infra, *records: ActionV1 | ErasureV1) -> None:
+async def produce(infra: Infra, *records: ActionV1 | ActionCancelV1 | ErasureV1) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
     await producer.start()
     try:

@@ -133,8 +133,9 @@ async def test_a_claim_whose_worker_died_is_claimed_again_after_its_lease(
         "response_body": "ok",
         "now": t0,
     }
-    assert await claims.record_attempt(session, successor, done, **kwargs) is True  # type: ignore[arg-type]
-    assert await claims.record_attempt(session, dead_worker, done, **kwargs) is False  # type: ignore[arg-type]
+    recorded = await claims.record_attempt(session, successor, done, **kwargs)  # type: ignore[arg-type]
+    assert recorded == claims.Recorded(Status.DELIVERED)
+    assert await claims.record_attempt(session, dead_worker, done, **kwargs) is None  # type: ignore[arg-type]
     row = await session.get(Delivery, delivery_id)
     assert row is not None
     assert (row.status, row.attempt_count, row.claim_token) == ("delivered", 1, None)

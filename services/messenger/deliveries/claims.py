@@ -4,6 +4,10 @@ A claim sets ``claim_token`` and ``claimed_until`` (the lease) on rows picked wi
 ``FOR UPDATE SKIP LOCKED``, so concurrent workers never pick the same row; a row whose worker
 died becomes claimable again when its lease runs out. Every write after the send is guarded by
 the claim token: a worker that lost its claim (replayed, erased) cannot overwrite the row.
+
+Run cancellations (``cancels.py``) are checked at every attempt: a claim says whether the
+delivery's run has been cancelled (``run_ended``; the dispatcher then cancels it unsent), and
+an attempt that ends in a retry is not retried if its run was cancelled meanwhile.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, insert, text, update
+from sqlalchemy import Text, Uuid, case, func, insert, literal, literal_column, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.messenger.deliveries.cancels import run_ended_error_sql, run_ended_sql
 from services.messenger.deliveries.models import Delivery, DeliveryAttempt
 from services.messenger.deliveries.status import ACTIVE, NextState, Status
 
@@ -37,6 +42,17 @@ class ClaimedDelivery:
     round: int
     round_attempts: int
     claim_token: uuid.UUID
+    #: why the delivery's run ended, when a cancellation applies to it: not to be sent
+    run_ended: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What :func:`record_attempt` stored: the status, and the run's end reason when a retry
+    was cancelled instead (its run was cancelled while the attempt was in flight)."""
+
+    status: Status
+    run_ended: str | None = None
 
 
 _ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in ACTIVE)
@@ -76,7 +92,8 @@ SET claim_token = :token, claimed_until = :lease_until
 FROM locked WHERE d.id = locked.id
 RETURNING d.id, d.action_id, d.customer_key, d.channel, d.destination_id,
           d.destination_named, d.template, d.payload, d.action_created_at,
-          d.attempt_count, d.round, d.round_attempts, d.claim_token
+          d.attempt_count, d.round, d.round_attempts, d.claim_token,
+          {run_ended_sql("d")} AS run_ended
 """
 ).columns(id=Uuid(), payload=JSONB(), claim_token=Uuid())
 
@@ -143,28 +160,45 @@ async def record_attempt(
     error: str | None,
     response_body: str | None,
     now: datetime,
-) -> bool:
-    """Append the attempt to the log and move the delivery on. Returns False if the claim was
-    lost meanwhile (the row is left alone, and the response body is not kept)."""
+) -> Recorded | None:
+    """Append the attempt to the log and move the delivery on. Returns None if the claim was
+    lost meanwhile (the row is left alone, and the response body is not kept).
+
+    A retry whose run has been cancelled meanwhile is ``cancelled`` instead: the attempt in
+    flight could not be called back, but the next one does not happen."""
+    values: dict[str, Any] = {
+        "status": state.status.value,
+        "next_attempt_at": state.next_attempt_at,
+        "last_error": state.error,
+    }
+    # The run's end reason, if a cancellation applies (only a retry asks: nothing else
+    # schedules another attempt).
+    ended: Any = literal(None, type_=Text)
+    if state.status is Status.RETRYING:
+        ended = literal_column(run_ended_sql("messenger.deliveries"), type_=Text)
+        values = {
+            "status": case((ended.is_not(None), Status.CANCELLED.value), else_=values["status"]),
+            "next_attempt_at": case((ended.is_not(None), None), else_=values["next_attempt_at"]),
+            "last_error": func.coalesce(run_ended_error_sql(ended), values["last_error"]),
+        }
     result = await session.execute(
         update(Delivery)
         .where(_guard(claimed))
         .values(
-            status=state.status.value,
+            **values,
             attempt_count=Delivery.attempt_count + 1,
             round_attempts=Delivery.round_attempts + 1,
-            next_attempt_at=state.next_attempt_at,
             claim_token=None,
             claimed_until=None,
             destination_id=destination_id,
             last_status_code=status_code,
-            last_error=state.error,
             delivered_at=state.delivered_at or Delivery.delivered_at,
             updated_at=now,
         )
-        .returning(Delivery.id)
+        .returning(Delivery.status, ended)
     )
-    kept = result.first() is not None
+    row = result.first()
+    kept = row is not None
     await session.execute(
         insert(DeliveryAttempt).values(
             delivery_id=claimed.id,
@@ -179,7 +213,10 @@ async def record_attempt(
             response_body=response_body if kept else None,
         )
     )
-    return kept
+    if row is None:
+        return None
+    recorded, reason = Status(row[0]), row[1]
+    return Recorded(recorded, reason if recorded is not state.status else None)
 
 
 async def finish_unsent(

@@ -1,4 +1,7 @@
-"""The ``clm.actions`` consumer: one transaction per batch, offsets committed after it."""
+"""The ``clm.actions`` consumer: one transaction per batch, offsets committed after it.
+
+Three record types: actions, run cancellations and erasure notices; anything else (an unknown
+``type`` included) is dead-lettered as ``invalid_action``."""
 
 from __future__ import annotations
 
@@ -11,18 +14,18 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from services.messenger.context import MessengerContext
-from services.messenger.deliveries.intake import handle_records
+from services.messenger.deliveries.intake import ActionsRecord, handle_records
 from services.messenger.observability import metrics
 from shared import topics
 from shared.db import transaction
-from shared.envelope import ActionV1, ErasureV1, decode_action_topic
+from shared.envelope import ActionV1, decode_action_topic
 from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonRecord, create_consumer
 from shared.kafka.deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
 
-def decode(record: ConsumerRecord) -> ActionV1 | ErasureV1:
+def decode(record: ConsumerRecord) -> ActionsRecord:
     try:
         return decode_action_topic(record.value or b"")
     except ValidationError as exc:
@@ -33,10 +36,10 @@ class ActionsHandler:
     def __init__(self, ctx: MessengerContext) -> None:
         self.ctx = ctx
 
-    async def __call__(self, batch: Sequence[Decoded[ActionV1 | ErasureV1]]) -> None:
+    async def __call__(self, batch: Sequence[Decoded[ActionsRecord]]) -> None:
         records = [item.value for item in batch]
         async with transaction(self.ctx.sessions) as session:
-            created, purged = await handle_records(
+            done = await handle_records(
                 session,
                 records,
                 now=datetime.now(UTC),
@@ -45,9 +48,16 @@ class ActionsHandler:
         for record in records:
             if isinstance(record, ActionV1):
                 metrics.ACTIONS.labels(record.channel).inc()
-        if purged:
-            log.info("erased customer data", extra={"deliveries": purged})
-        if created:
+        for reason, count in done.cancelled.items():
+            metrics.CANCELLED.labels(reason).inc(count)
+        if done.cancelled:
+            log.info(
+                "deliveries cancelled: their run ended",
+                extra={"deliveries": done.cancelled.total(), "reasons": dict(done.cancelled)},
+            )
+        if done.purged:
+            log.info("erased customer data", extra={"deliveries": done.purged})
+        if done.created:
             self.ctx.wake()
 
 
@@ -69,7 +79,7 @@ async def run_actions_consumer(
     )
     await consumer.start()
     try:
-        loop: ConsumerLoop[ActionV1 | ErasureV1] = ConsumerLoop(
+        loop: ConsumerLoop[ActionsRecord] = ConsumerLoop(
             consumer,
             group=settings.consumer_group,
             decode=decode,

@@ -1,7 +1,9 @@
-"""The ``deliveries`` and ``delivery_attempts`` tables.
+"""The ``deliveries``, ``delivery_attempts`` and ``cancelled_runs`` tables.
 
 Pending retries live here (``next_attempt_at``), claimed with ``FOR UPDATE SKIP LOCKED`` and a
 lease (``claim_token``, ``claimed_until``), so a restart loses none and sends none twice.
+``cancelled_runs`` remembers every run the engine cancelled (``ActionCancelV1``), so that an
+action of such a run is cancelled whenever it arrives and at every attempt.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Delivery(Base):
         doc="the action named its destination (else: the channel's default)"
     )
     rule: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(
+        Text, doc="the engine's run (ActionV1.run_id); null for actions of older engines"
+    )
     template: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB, doc="webhook data; erasable")
     action_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -58,8 +63,17 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replayed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        doc="the last replay: a run cancellation received before it no longer applies",
+    )
 
     __table_args__ = (
+        Index(
+            "ix_deliveries_run_id",
+            "run_id",
+            postgresql_where=text("run_id IS NOT NULL"),
+        ),
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
@@ -93,3 +107,18 @@ class DeliveryAttempt(Base):
         Index("ix_delivery_attempts_delivery_id", "delivery_id"),
         Index("ix_delivery_attempts_started_at", "started_at"),
     )
+
+
+class CancelledRun(Base):
+    """A run that ended before its actions were all delivered (one row per run: a cancellation
+    received again changes nothing). Kept like the deliveries it cancelled."""
+
+    __tablename__ = "cancelled_runs"
+
+    run_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    cancel_id: Mapped[str] = mapped_column(Text)
+    customer_key: Mapped[str] = mapped_column(Text)
+    rule: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text, doc="exit_when, audience, rule_disabled, …")
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="the engine's")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

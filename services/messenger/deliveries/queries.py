@@ -74,9 +74,12 @@ async def _with_attempts(
 
 def _replay_values(now: datetime) -> dict[str, Any]:
     """Back to pending, due now, in a new round of the retry schedule. A delivery routed by
-    its channel's default is routed again (the default may have changed)."""
+    its channel's default is routed again (the default may have changed). ``replayed_at``:
+    a run cancellation received before now no longer applies to it (a replay of a
+    cancelled delivery is an explicit override)."""
     return {
         "status": Status.PENDING.value,
+        "replayed_at": now,
         "round": Delivery.round + 1,
         "round_attempts": 0,
         "next_attempt_at": now,
@@ -90,6 +93,12 @@ def _replay_values(now: datetime) -> dict[str, Any]:
 _REPLAYABLE = [s.value for s in REPLAYABLE]
 
 
+def _not_erased() -> Any:
+    """An erased delivery has nothing left to send (its payload is gone: JSON ``null``, which
+    ``IS NOT NULL`` does not catch, hence ``erased_at``)."""
+    return Delivery.erased_at.is_(None) & Delivery.payload.is_not(None)
+
+
 def _not_in_flight(now: datetime) -> Any:
     """An attempt in flight is left to finish (its outcome would be overwritten)."""
     return Delivery.claimed_until.is_(None) | (Delivery.claimed_until < now)
@@ -101,7 +110,7 @@ async def replay_one(session: AsyncSession, delivery_id: uuid.UUID, *, now: date
         .where(
             Delivery.id == delivery_id,
             Delivery.status.in_(_REPLAYABLE),
-            Delivery.payload.is_not(None),
+            _not_erased(),
             _not_in_flight(now),
         )
         .values(**_replay_values(now))
@@ -125,7 +134,7 @@ async def replay_matching(
     wanted = [s for s in statuses if s in _REPLAYABLE]
     ids = (
         select(Delivery.id)
-        .where(Delivery.status.in_(wanted), Delivery.payload.is_not(None), _not_in_flight(now))
+        .where(Delivery.status.in_(wanted), _not_erased(), _not_in_flight(now))
         .order_by(Delivery.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -35,7 +35,10 @@ class DeliveryOut(BaseModel):
     destination_id: str | None
     rule: str | None
     template: str | None
-    status: StatusName
+    status: StatusName = Field(
+        description="cancelled: not sent because its run ended first (the customer bought, "
+        "left the audience, …; last_error says why) or the customer was erased"
+    )
     attempt_count: int
     next_attempt_at: datetime | None
     last_status_code: int | None
@@ -55,7 +58,9 @@ class DeliveryPage(Page[DeliveryOut]):
     """One page, newest first."""
 
 
-ReplayableName = Literal["retrying", "delivered", "failed", "dead", "suppressed"]
+ReplayableName = Literal["retrying", "delivered", "failed", "dead", "suppressed", "cancelled"]
+"""``cancelled``: only deliveries cancelled because their run ended (not erased ones); a
+replay sends them all the same."""
 
 
 def _dead_only() -> list[ReplayableName]:

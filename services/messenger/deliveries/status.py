@@ -30,7 +30,9 @@ class Status(StrEnum):
     SUPPRESSED = "suppressed"
     """Not sent: the customer or address is suppressed on the channel. Replayable."""
     CANCELLED = "cancelled"
-    """Not sent: the customer was erased before it went out. Not replayable."""
+    """Not sent: its run ended first (``ActionCancelV1``: the customer bought, left the
+    audience, …), or the customer was erased. Replayable unless erased: a replay is an
+    explicit override and sends it all the same."""
 
 
 #: Statuses the dispatcher claims.
@@ -42,7 +44,18 @@ REPLAYABLE = (
     Status.FAILED,
     Status.DEAD,
     Status.SUPPRESSED,
+    Status.CANCELLED,
 )
+
+
+#: ``last_error`` of a delivery cancelled because its run ended: ``RUN_ENDED[0] + reason +
+#: RUN_ENDED[1]`` (also built in SQL, from the same parts: ``deliveries/cancels.py``).
+RUN_ENDED = ("run ended (", ") before sending")
+
+
+def run_ended_error(reason: str) -> str:
+    """The ``last_error`` of a delivery cancelled because its run ended for ``reason``."""
+    return f"{RUN_ENDED[0]}{reason}{RUN_ENDED[1]}"
 
 
 class AttemptOutcome(StrEnum):

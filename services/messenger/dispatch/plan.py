@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.messenger.deliveries.claims import ClaimedDelivery
-from services.messenger.deliveries.status import Status
+from services.messenger.deliveries.status import Status, run_ended_error
 from services.messenger.delivery.templates import TemplateSource
 from services.messenger.destinations.models import Destination
 from services.messenger.suppressions.rules import Subject, subjects_to_check
@@ -65,10 +65,13 @@ def plan(
     suppressed: Mapping[Subject, str],
     templates: Mapping[str, TemplateSource],
 ) -> Plan:
-    """Erased → cancelled; suppressed → suppressed; no usable destination → failed; else send
-    (with the managed template named by the action, if there is one)."""
+    """Erased → cancelled; its run ended (a cancellation applies) → cancelled; suppressed →
+    suppressed; no usable destination → failed; else send (with the managed template named by
+    the action, if there is one)."""
     if claimed.payload is None:
         return Skip(Status.CANCELLED, "customer erased before sending", claimed.destination_id)
+    if claimed.run_ended is not None:
+        return Skip(Status.CANCELLED, run_ended_error(claimed.run_ended), claimed.destination_id)
     for subject in subjects_to_check(claimed.channel, claimed.customer_key, claimed.payload):
         reason = suppressed.get(subject)
         if reason is not None:

@@ -92,6 +92,7 @@ class Dispatcher:
         loop_now = asyncio.get_running_loop().time()
         started: list[tuple[ClaimedDelivery, Send]] = []
         unsent: list[Status] = []
+        run_ended: list[str] = []
         async with transaction(self.ctx.sessions) as session:
             rows = await destinations.list_all(session)
             targets = {row.id: Target.of(row, secret=self._secret(row)) for row in rows}
@@ -136,10 +137,14 @@ class Dispatcher:
                         now=now,
                     )
                     unsent.append(decision.status)
+                    if c.run_ended is not None and c.payload is not None:
+                        run_ended.append(c.run_ended)
                 else:
                     started.append((c, decision))
         for status in unsent:
             metrics.UNSENT.labels(status.value).inc()
+        for reason in run_ended:
+            metrics.CANCELLED.labels(reason).inc()
         for c, send in started:
             self._start(c, send)
         return len(claimed) >= limit, due_at
@@ -215,10 +220,11 @@ class Dispatcher:
         state = next_state(decision, now=ended)
         metrics.ATTEMPTS.labels(target.id, state.outcome.value).inc()
         metrics.ATTEMPT_SECONDS.labels(target.id).observe(report.latency_ms / 1000.0)
+        recorded: claims.Recorded | None = None
         for attempt in range(_RECORD_TRIES):
             try:
                 async with transaction(self.ctx.sessions) as session:
-                    await claims.record_attempt(
+                    recorded = await claims.record_attempt(
                         session,
                         claimed,
                         state,
@@ -241,6 +247,13 @@ class Dispatcher:
                 await asyncio.sleep(0.5 * 2**attempt)
         if state.disable_destination:
             log.warning("destination disabled by 410 Gone", extra={"destination": target.id})
+        if recorded is not None and recorded.run_ended is not None:
+            # The cancellation came while this attempt was in flight: not retried.
+            metrics.CANCELLED.labels(recorded.run_ended).inc()
+            log.info(
+                "retry cancelled: the run ended during the attempt",
+                extra={"delivery_id": str(claimed.id), "reason": recorded.run_ended},
+            )
 
     async def _record_unsent(
         self, claimed: ClaimedDelivery, status: Status, reason: str, destination_id: str

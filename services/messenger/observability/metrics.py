@@ -27,6 +27,12 @@ UNSENT = Counter(
     "Deliveries ended without an attempt (suppressed, failed before sending, cancelled)",
     ["status"],
 )
+CANCELLED = Counter(
+    "clm_messenger_cancelled_total",
+    "Deliveries cancelled because their run ended before they were sent (ActionCancelV1), "
+    "by the run's end reason (exit_when, audience, rule_disabled, rule_version_missing, merged)",
+    ["reason"],
+)
 DELIVERIES = Gauge("clm_messenger_deliveries", "Deliveries by status", ["status"])
 RETRY_BACKLOG = Gauge(
     "clm_messenger_retry_backlog", "Deliveries waiting for a retry (status retrying)"

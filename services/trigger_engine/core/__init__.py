@@ -8,6 +8,7 @@ returned effects in one transaction. Back-tests drive the same core with a virtu
 """
 
 from .effects import (
+    CancelActions,
     CancelTimer,
     Converted,
     Effect,
@@ -34,6 +35,7 @@ from .state import CustomerState
 __all__ = [
     "NO_POLICY",
     "Allow",
+    "CancelActions",
     "CancelTimer",
     "Converted",
     "CustomerState",

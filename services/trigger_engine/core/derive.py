@@ -21,6 +21,12 @@ def action_id(run: str, step_index: int) -> str:
     return "act_" + derive_text("action", run, step_index)
 
 
+def cancel_id(run: str) -> str:
+    """The id of the cancellation a run sends (it ended early, or an exit event came after it
+    completed): one per run, the same on every replay (the outbox row's id)."""
+    return "cancel_" + derive_text("cancel", run)
+
+
 def step_timer_id(run: str, step_index: int) -> str:
     return derive_text("timer", "step", run, step_index)
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from shared.envelope import ActionV1
+from shared.envelope import ActionCancelV1, ActionV1
 
 from .inputs import TimerKind
 from .plain import json_view
@@ -126,6 +126,7 @@ class EmitAction(_Effect, frozen=True, kw_only=True):
             destination=self.destination,
             data=self.data(),
             created_at=self.created_at,
+            run_id=self.run_id,
         )
 
 
@@ -154,6 +155,31 @@ class RunExited(_RunRecord, frozen=True, kw_only=True):
 
 class RunCompleted(_RunRecord, frozen=True, kw_only=True):
     type: ClassVar[str] = "run_completed"
+
+
+class CancelActions(_RunRecord, frozen=True, kw_only=True):
+    """A run that had emitted actions ended early (an exit), or completed and then saw an
+    ``exit_when`` event: what of them the messenger has not delivered yet must not go out.
+    Becomes an outbox row and then an ``ActionCancelV1`` on ``clm.actions``, flushed and
+    published like an action (right after its batch).
+
+    Follows the run's ``RunExited``, or stands alone (reason ``exit_when``) for a completed
+    run (``CustomerState.completed_runs``); one per run either way. Never made for a run
+    that emitted nothing (held out, skipped, or ended before its first send)."""
+
+    type: ClassVar[str] = "cancel_actions"
+    cancel_id: str
+    reason: ExitReason
+
+    def to_record(self) -> ActionCancelV1:
+        return ActionCancelV1(
+            cancel_id=self.cancel_id,
+            run_id=self.run_id,
+            customer_key=self.customer_key,
+            rule=self.rule,
+            reason=self.reason,
+            ended_at=self.at,
+        )
 
 
 class HeldOut(_RunRecord, frozen=True, kw_only=True):
@@ -200,6 +226,7 @@ Effect = (
     | RunStarted
     | RunExited
     | RunCompleted
+    | CancelActions
     | HeldOut
     | SendDeferred
     | SendSkipped

@@ -100,6 +100,8 @@ def apply(ctx: StepContext, input: StepInput) -> None:
         stages.reschedule_timer(ctx)
     inactivity.prune(ctx)
     prune_runs(ctx)
+    if ctx.state.completed_runs:
+        runs.prune_completed(ctx)
 
 
 def _on_event(ctx: StepContext, event: Event) -> None:
@@ -114,7 +116,7 @@ def _on_event(ctx: StepContext, event: Event) -> None:
     orders_before = state.profile.orders
     # ctx.state is the step's own copy
     ctx.profile_changed(apply_event_in_place(state.profile, event))
-    if state.runs and ctx.rules.listens_to(event.event):
+    if (state.runs or state.completed_runs) and ctx.rules.listens_to(event.event):
         runs.on_event(ctx, event)
     inactivity.on_event(ctx, event)
     if not stages.settled(ctx, ctx.now):

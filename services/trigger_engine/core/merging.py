@@ -3,9 +3,10 @@
 The I/O layer decides *when* (an event names both a user id and an anonymous id, or an
 alias's ``previous_id``, whose state exists under the other key); this decides *what*: the
 profile merges (open cart and counts carry over), runs in flight carry over unless the
-known customer is already in the same rule, and the anonymous pending timers move to the
-known customer (re-announced as ``SetTimer`` with the known key: ``SetTimer`` is an upsert
-by ``timer_id``). Afterwards the I/O layer deletes the anonymous state.
+known customer is already in the same rule, so do the completed runs whose last sends a
+later exit event still cancels (``CustomerState.completed_runs``), and the anonymous pending
+timers move to the known customer (re-announced as ``SetTimer`` with the known key:
+``SetTimer`` is an upsert by ``timer_id``). Afterwards the I/O layer deletes the anonymous state.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .plain import deep_copy
 from .policy import NO_POLICY, SendPolicy
 from .profile import merge
 from .ruleset import RuleSet
-from .state import RECENT_EVENT_IDS, CustomerState
+from .state import COMPLETED_RUNS_KEPT, RECENT_EVENT_IDS, CustomerState
 
 
 def merge_states(
@@ -65,6 +66,11 @@ def merge_states(
             if any(other.status == "active" for other in others):
                 runs.exit_run(ctx, run, "merged", at=now)
                 del state.runs[run_id]
+    if anon.completed_runs:
+        known_ids = {done.run_id for done in state.completed_runs}
+        carried = [done for done in anon.completed_runs if done.run_id not in known_ids]
+        merged = sorted([*state.completed_runs, *carried], key=lambda d: d.completed_at)
+        state.completed_runs = merged[-COMPLETED_RUNS_KEPT:]
     for key, clock in sorted(anon.inactivity.items()):
         mine = state.inactivity.get(key)
         if mine is None or clock.last_seen_at > mine.last_seen_at:
@@ -82,4 +88,6 @@ def merge_states(
     stages.reschedule_timer(ctx)
     inactivity.prune(ctx)
     prune_runs(ctx)
+    if state.completed_runs:
+        runs.prune_completed(ctx)
     return StepResult(ctx.state, ctx.effects)

@@ -1,4 +1,5 @@
-"""Rule runs: entering a rule, walking its steps, exiting, completing, converting.
+"""Rule runs: entering a rule, walking its steps, exiting, completing, converting, and
+cancelling the last sends of a completed run when an exit event comes after it.
 
 Run time is *logical*: a run starts at its trigger's time, a wait ends at ``start + wait``
 and the next wait counts from there. Sends and offer expiries therefore do not drift with
@@ -16,6 +17,7 @@ from . import derive, sending
 from .context import StepContext
 from .effects import (
     ActionContext,
+    CancelActions,
     Converted,
     EmitAction,
     ExitReason,
@@ -28,7 +30,7 @@ from .effects import (
 )
 from .policy import Defer, Skip
 from .rules import Rule, SendSpec, SendStep, WaitStep
-from .state import Run
+from .state import COMPLETED_RUN_HORIZON, COMPLETED_RUNS_KEPT, CompletedRun, Run
 
 
 def may_enter(ctx: StepContext, rule: Rule, *, at: datetime) -> bool:
@@ -92,6 +94,25 @@ def advance(ctx: StepContext, run: Run, rule: Rule, *, at: datetime) -> None:
     run.status = "completed"
     run.ended_at = at
     ctx.effects.append(RunCompleted(**_record(ctx, run, at)))
+    if run.emitted and rule.exit_when:
+        _remember_completed(ctx, run)
+
+
+def _remember_completed(ctx: StepContext, run: Run) -> None:
+    """Keep what :func:`cancel_completed` needs of a run that completed after sending."""
+    kept = ctx.state.completed_runs
+    kept.append(
+        CompletedRun(
+            run_id=run.run_id,
+            rule_key=run.rule_key,
+            rule_version=run.rule_version,
+            trigger_message_id=run.trigger.message_id,
+            started_at=run.started_at,
+            completed_at=ctx.now,
+        )
+    )
+    if len(kept) > COMPLETED_RUNS_KEPT:
+        del kept[: len(kept) - COMPLETED_RUNS_KEPT]
 
 
 def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> bool:
@@ -131,16 +152,22 @@ def _send(ctx: StepContext, run: Run, send: SendSpec, *, at: datetime) -> bool:
             created_at=at,
         )
     )
+    run.emitted = True
     return True
 
 
 def exit_run(ctx: StepContext, run: Run, reason: ExitReason, *, at: datetime) -> None:
-    """End an active run now, cancelling the wait it is in."""
+    """End an active run now, cancelling the wait it is in; a run that has emitted actions
+    also cancels those the messenger has not delivered yet (``CancelActions``)."""
     ctx.cancel_timer(run.timer_id)
     run.timer_id = None
     run.status = "exited"
     run.ended_at = at
-    ctx.effects.append(RunExited(**_record(ctx, run, at), reason=reason, step=run.step_index))
+    record = _record(ctx, run, at)
+    ctx.effects.append(RunExited(**record, reason=reason, step=run.step_index))
+    if run.emitted:
+        cancel_id = derive.cancel_id(run.run_id)
+        ctx.effects.append(CancelActions(**record, cancel_id=cancel_id, reason=reason))
 
 
 def on_step_timer(ctx: StepContext, run: Run, *, due_at: datetime) -> None:
@@ -165,16 +192,13 @@ def on_event(ctx: StepContext, event: Event) -> None:
 
     Only events at or after a run's start count: an order placed before the cart was
     filled neither ends the cart reminder nor converts it. A late event whose time falls
-    inside a wait still ends the run, cancelling the pending send.
+    inside a wait still ends the run, cancelling the pending send. Then the completed runs
+    whose last sends the event cancels (:func:`cancel_completed`).
     """
     runs = ctx.state.runs
-    if not runs:
-        return
     for run in sorted(runs.values(), key=_by_id) if len(runs) > 1 else runs.values():
         rule = ctx.rules.pinned(run.rule_key, run.rule_version)
-        if rule is None or event.timestamp < run.started_at:
-            continue
-        if event.message_id == run.trigger.message_id:
+        if rule is None or not _counts(event, run.started_at, run.trigger.message_id):
             continue
         goal = rule.goal
         if (
@@ -189,10 +213,69 @@ def on_event(ctx: StepContext, event: Event) -> None:
             ctx.effects.append(
                 Converted(**_record(ctx, run, event.timestamp), message_id=event.message_id)
             )
-        if run.status == "active" and any(
-            event.event == cond.event and ctx.matches(cond.where, event) for cond in rule.exit_when
-        ):
+        if run.status == "active" and _exits(ctx, rule, event):
             exit_run(ctx, run, "exit_when", at=max(event.timestamp, run.started_at))
+    if ctx.state.completed_runs:
+        cancel_completed(ctx, event)
+
+
+def cancel_completed(ctx: StepContext, event: Event) -> None:
+    """A run that completed by sending, of a rule with ``exit_when``, is over for the
+    engine, but the messenger may still hold its last sends (queued, or between retries):
+    an event that would have ended it, by the very test :func:`on_event` makes for an active
+    run, cancels them (``CancelActions``, reason ``exit_when``, with the id an exit would have
+    given) and forgets the run. There is no ``RunExited``: the run completed.
+    """
+    kept = ctx.state.completed_runs
+    cancelled: list[CompletedRun] = []
+    for done in kept:
+        if ctx.now - done.completed_at > COMPLETED_RUN_HORIZON:
+            continue  # forgotten at the end of this step (prune_completed)
+        rule = ctx.rules.pinned(done.rule_key, done.rule_version)
+        if (
+            rule is None
+            or not _counts(event, done.started_at, done.trigger_message_id)
+            or not _exits(ctx, rule, event)
+        ):
+            continue
+        ctx.effects.append(
+            CancelActions(
+                customer_key=ctx.customer_key,
+                run_id=done.run_id,
+                rule=done.rule_key,
+                rule_version=done.rule_version,
+                holdout=False,  # a held-out run sends nothing, so it is never kept
+                at=max(event.timestamp, done.started_at),
+                cancel_id=derive.cancel_id(done.run_id),
+                reason="exit_when",
+            )
+        )
+        cancelled.append(done)
+    if cancelled:
+        ctx.state.completed_runs = [done for done in kept if done not in cancelled]
+
+
+def prune_completed(ctx: StepContext) -> None:
+    """Forget the completed runs past :data:`.state.COMPLETED_RUN_HORIZON`."""
+    kept = ctx.state.completed_runs
+    now = ctx.now
+    if any(now - done.completed_at > COMPLETED_RUN_HORIZON for done in kept):
+        ctx.state.completed_runs = [
+            done for done in kept if now - done.completed_at <= COMPLETED_RUN_HORIZON
+        ]
+
+
+def _counts(event: Event, started_at: datetime, trigger_message_id: str) -> bool:
+    """Whether ``event`` may convert or end a run that started at ``started_at`` (not before
+    it, and not its own trigger)."""
+    return event.timestamp >= started_at and event.message_id != trigger_message_id
+
+
+def _exits(ctx: StepContext, rule: Rule, event: Event) -> bool:
+    """Whether ``event`` is one of ``rule``'s ``exit_when`` (its ``where`` holding)."""
+    return any(
+        event.event == cond.event and ctx.matches(cond.where, event) for cond in rule.exit_when
+    )
 
 
 def _by_id(run: Run) -> str:

@@ -11,7 +11,7 @@ changes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
@@ -28,6 +28,19 @@ RunStatus = Literal["active", "completed", "exited"]
 #: recent. (The live engine also skips records below its checkpointed offsets.) Every id is
 #: stored with the state, rewritten on every change: kept short.
 RECENT_EVENT_IDS: Final = 32
+
+#: How long a completed run's sends stay cancellable by a later ``exit_when`` event
+#: (:class:`CompletedRun`), counted on the processing clock from the completion, when the
+#: messenger got the run's last action. Its default retry schedule (0, 5 s, 5 min, 30 min, 2 h,
+#: 5 h, 10 h, 10 h) spans about 28 h, at most about 36 h with its ±20 % jitter and a
+#: ``Retry-After`` of up to an hour on every attempt; twice that also covers a messenger
+#: backlog or outage of a day. Past it every such delivery is delivered, dead or stale, and a
+#: cancellation would find nothing to cancel.
+COMPLETED_RUN_HORIZON: Final = timedelta(hours=72)
+#: At most this many are kept per customer (the newest): a customer completes a handful of
+#: sending rules with ``exit_when`` in three days (a rule with ``reentry`` of a day, three
+#: runs), and each record is stored with the state, rewritten on every change.
+COMPLETED_RUNS_KEPT: Final = 8
 
 
 class PendingTimer(msgspec.Struct, kw_only=True):
@@ -47,7 +60,9 @@ class Run(msgspec.Struct, kw_only=True):
 
     ``step_index`` is the step being executed or waited on. Finished runs are kept until
     their goal window closes, so a late conversion still counts. ``timer_id`` is the wait
-    being waited on.
+    being waited on. ``emitted``: the run has emitted an action, so an early end tells the
+    messenger to cancel what it has not delivered yet (False in states stored before this
+    field existed: such a run's exit sends no cancellation).
     """
 
     run_id: str
@@ -62,6 +77,29 @@ class Run(msgspec.Struct, kw_only=True):
     converted: bool = False
     timer_id: str | None = None
     ended_at: datetime | None = None
+    emitted: bool = False
+
+
+class CompletedRun(msgspec.Struct, kw_only=True, array_like=True):
+    """A run that completed after emitting actions, of a rule version with ``exit_when``: the
+    messenger may still hold its last sends (queued, or between retries), so an exit event
+    that comes later cancels them as it would have ended the run (see
+    :func:`.runs.cancel_completed`). One ``CancelActions`` at most (the record is dropped with
+    it); forgotten :data:`COMPLETED_RUN_HORIZON` after ``completed_at`` and beyond the newest
+    :data:`COMPLETED_RUNS_KEPT`.
+
+    ``started_at`` and ``trigger_message_id`` are what the exit test of an active run reads
+    (only events at or after the start count, and never the trigger itself). ``completed_at``
+    is the processing clock (``now``) of the completion. Stored as an array, to keep the
+    state small: add fields only at the end, with defaults.
+    """
+
+    run_id: str
+    rule_key: str
+    rule_version: int
+    trigger_message_id: str
+    started_at: datetime
+    completed_at: datetime
 
 
 class InactivityClock(msgspec.Struct, kw_only=True):
@@ -94,6 +132,9 @@ class CustomerState(msgspec.Struct, kw_only=True):
     #: customers merged into this one (their keys), so that a state handed over twice is
     #: merged once
     merged: list[str] = msgspec.field(default_factory=list)
+    #: completed runs whose sends a later exit event still cancels, oldest first (empty in
+    #: states stored before it existed)
+    completed_runs: list[CompletedRun] = msgspec.field(default_factory=list)
 
     @classmethod
     def new(cls, customer_key: str) -> CustomerState:

@@ -35,9 +35,10 @@ _EVENT_LOG = text(
     "SELECT records FROM engine.event_log WHERE customer_key = :key "
     "ORDER BY last_at DESC LIMIT :limit"
 )
+# Cancellations (kind 'cancel') are not timeline items: the run's "exited" record is.
 _ACTIONS = text(
     "SELECT created_at, id, kind, payload::text, published_at FROM engine.outbox "
-    "WHERE customer_key = :key ORDER BY created_at DESC LIMIT :limit"
+    "WHERE customer_key = :key AND kind <> 'cancel' ORDER BY created_at DESC LIMIT :limit"
 )
 # A send is on the timeline as its action while the outbox keeps the row; once retention
 # deleted it (CLM_OUTBOX_RETENTION_DAYS), its "sent" run record stands in for it.

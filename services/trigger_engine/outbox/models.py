@@ -1,4 +1,5 @@
-"""Outbox rows: actions and erasure notices, committed before they are published.
+"""Outbox rows: actions, run cancellations and erasure notices (``kind``: ``action``,
+``cancel``, ``erasure``), committed before they are published.
 
 Published rows are kept (``published_at`` set) for ``CLM_OUTBOX_RETENTION_DAYS``: they are
 the customer's action log that the timeline shows; the retention job deletes them after that

@@ -13,7 +13,12 @@ from typing import Any, Final
 
 import msgspec
 
-from services.trigger_engine.core.effects import Effect, EmitAction, StageTransition
+from services.trigger_engine.core.effects import (
+    CancelActions,
+    Effect,
+    EmitAction,
+    StageTransition,
+)
 from services.trigger_engine.core.state import CustomerState, encode_state
 from services.trigger_engine.partitions.watermark import release_at
 from services.trigger_engine.runs.repository import run_rows
@@ -80,6 +85,27 @@ def outbox_row(action: EmitAction, partition: int) -> tuple[Any, ...]:
         action.to_action().to_bytes().decode(),
         action.created_at,
     )
+
+
+def cancel_row(cancel: CancelActions, partition: int) -> tuple[Any, ...]:
+    """The outbox row of a run's cancellation: flushed and published with the actions (its id
+    is derived from the run, so a replay writes it once), keyed by the run's customer."""
+    return (
+        cancel.cancel_id,
+        cancel.customer_key,
+        partition,
+        "cancel",
+        cancel.to_record().to_bytes().decode(),
+        cancel.at,
+    )
+
+
+def outbox_kind(row_id: str) -> str:
+    """What an outbox row is, from its id: ``erasure``, ``cancel`` or ``action`` (the label of
+    ``clm_engine_outbox_published_total``)."""
+    if row_id.startswith("erasure_"):
+        return "erasure"
+    return "cancel" if row_id.startswith("cancel_") else "action"
 
 
 def next_release(state: CustomerState, *, grace: Any) -> datetime | None:

@@ -55,7 +55,7 @@ from services.trigger_engine.partitions.watermark import caught_up, from_records
 from services.trigger_engine.runs import outcomes
 from services.trigger_engine.stream import handoff, store
 from services.trigger_engine.stream.partition import PartitionState
-from services.trigger_engine.stream.rows import next_release, state_row
+from services.trigger_engine.stream.rows import next_release, outbox_kind, state_row
 from services.trigger_engine.stream.unit_of_work import UnitOfWork
 from shared import topics
 from shared.envelope import decode_plain_event
@@ -664,7 +664,7 @@ class Owner:
             self.unsent.append(row)
             return
         self.to_mark.append(row[0])
-        m.OUTBOX_PUBLISHED.labels("erasure" if row[0].startswith("erasure_") else "action").inc()
+        m.OUTBOX_PUBLISHED.labels(outbox_kind(row[0])).inc()
 
     def _count(self, unit: UnitOfWork) -> None:
         if unit.folded:

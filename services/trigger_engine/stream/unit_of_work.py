@@ -17,7 +17,12 @@ from typing import Any
 
 from services.trigger_engine.config_cache import EngineConfig
 from services.trigger_engine.core.context import StepContext
-from services.trigger_engine.core.effects import Effect, EmitAction, StageTransition
+from services.trigger_engine.core.effects import (
+    CancelActions,
+    Effect,
+    EmitAction,
+    StageTransition,
+)
 from services.trigger_engine.core.engine import apply
 from services.trigger_engine.core.fold import advance
 from services.trigger_engine.core.inputs import LifecycleChanged, TimerFired
@@ -36,6 +41,7 @@ from services.trigger_engine.stream.partition import PartitionState
 from services.trigger_engine.stream.rows import (
     COMMERCE_EVENTS,
     LogRow,
+    cancel_row,
     event_row,
     outbox_row,
     run_event_rows,
@@ -51,7 +57,8 @@ class UnitOfWork:
     grace: timedelta
     #: partitions of clm.events (for the partition of a key)
     partitions: int
-    #: outbox rows of actions, to flush and publish right after this unit
+    #: outbox rows of actions (and of cancellations, after the actions they cancel), to
+    #: flush and publish right after this unit
     actions: list[tuple[Any, ...]] = field(default_factory=list)
     #: (key, record) to send on the hand-off topic
     handoffs: list[tuple[str, Record]] = field(default_factory=list)
@@ -336,6 +343,9 @@ class UnitOfWork:
                 assert isinstance(effect, EmitAction)
                 self.actions.append(outbox_row(effect, part.partition))
                 self.action_rules.append(effect.rule)
+            elif kind is CancelActions:
+                assert isinstance(effect, CancelActions)
+                self.actions.append(cancel_row(effect, part.partition))
         if effects:
             pending.runs.extend(run_event_rows(effects))
             self.outcomes.extend(send_outcomes(effects))
