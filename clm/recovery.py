@@ -6,9 +6,9 @@ The embedded broker (Tansu) keeps everything in memory: when it stops, every top
 - ``ingest.journal``: every event answered 200, with the partition and offset the broker gave
   it (``CLM_EVENT_JOURNAL``, on with the embedded broker);
 - ``engine.handoff_journal``: the engine's hand-off records, likewise;
-- ``engine.outbox``: every action and erasure notice the engine emitted;
-- ``engine.partitions``: the offsets the engine has checkpointed; ``messenger.deliveries``:
-  the actions the messenger has taken in.
+- ``engine.outbox``: every action, cancellation and erasure notice the engine emitted;
+- ``engine.partitions``: the offsets the engine has checkpointed; ``messenger.deliveries``
+  and ``messenger.cancelled_runs``: the actions and cancellations the messenger has taken in.
 
 So what the broker held and nobody had consumed yet is known exactly, and:
 
@@ -19,10 +19,11 @@ So what the broker held and nobody had consumed yet is known exactly, and:
   after the broker died), while no service runs: in one transaction it forgets what was
   consumed, marks the rest to be published again, sets the engine's offsets back to the
   beginning of the new, empty topics (and moves its partitions' generations on, fencing any
-  engine that still runs) and marks for publishing the actions the messenger has not taken
-  in; then it creates the topics and publishes the journals in their original order. Every
-  consumer is idempotent (events by id, actions by id), so publishing again what had in
-  fact been consumed is harmless, and a crash half-way simply publishes again.
+  engine that still runs) and marks for publishing the actions and cancellations the
+  messenger has not taken in, and the erasure notices of the last day; then it creates the
+  topics and publishes the journals in their original order. Every consumer is idempotent
+  (events by id, actions by id), so publishing again what had in fact been consumed is
+  harmless, and a crash half-way simply publishes again.
 
 This module knows the three services' tables: it is the embedded runtime's glue, used by
 ``clm run`` only. With a replicated Kafka none of it is needed (the journal stays off).
@@ -48,9 +49,8 @@ HANDOFF_TOPIC = "clm.engine.handoff"
 #: Rows published at a time.
 _CHUNK = 5000
 
-#: Erasure notices and other non-action outbox rows published within this long are published
-#: again (the messenger keeps no record of them; applying one again is harmless: an erasure
-#: purges again, a cancellation cancels what is already over).
+#: Erasure notices published within this long are published again (the messenger keeps no
+#: record of them; applying one again is harmless: it purges again).
 _NOTICES_WINDOW = "24 hours"
 
 _CONSUMED_EVENTS = (
@@ -61,9 +61,13 @@ _CONSUMED_HANDOFFS = (
     "DELETE FROM engine.handoff_journal AS h USING engine.partitions AS p "
     'WHERE p.topic = $1 AND h.partition = p.partition AND h."offset" < p.handoff_offset'
 )
+#: Outbox rows the messenger has not taken in: actions without a delivery, cancellations
+#: without their cancelled run.
 _NOT_TAKEN_IN = (
-    "FROM engine.outbox AS o WHERE (o.kind = 'action' AND NOT EXISTS "
-    "(SELECT 1 FROM messenger.deliveries AS d WHERE d.action_id = o.id))"
+    "(o.kind = 'action' AND NOT EXISTS "
+    "(SELECT 1 FROM messenger.deliveries AS d WHERE d.action_id = o.id)) OR "
+    "(o.kind = 'cancel' AND NOT EXISTS "
+    "(SELECT 1 FROM messenger.cancelled_runs AS c WHERE c.run_id = o.payload ->> 'run_id'))"
 )
 
 
@@ -97,7 +101,7 @@ async def backlog(connection: asyncpg.Connection, *, events_topic: str = topics.
         "(SELECT count(*) FROM engine.handoff_journal AS h LEFT JOIN engine.partitions AS p "
         ' ON p.topic = $1 AND p.partition = h.partition WHERE h."offset" IS NULL '
         ' OR p.handoff_offset IS NULL OR h."offset" >= p.handoff_offset), '
-        f"(SELECT count(*) {_NOT_TAKEN_IN})",
+        f"(SELECT count(*) FROM engine.outbox AS o WHERE {_NOT_TAKEN_IN})",
         events_topic,
     )
     assert row is not None
@@ -129,9 +133,8 @@ async def forget_broker(
         # partitions (at its start).
         await connection.execute(
             "UPDATE engine.outbox AS o SET published_at = NULL "
-            "WHERE o.published_at IS NOT NULL AND ((o.kind = 'action' AND NOT EXISTS "
-            "(SELECT 1 FROM messenger.deliveries AS d WHERE d.action_id = o.id)) OR "
-            f"(o.kind <> 'action' AND o.published_at > now() - interval '{_NOTICES_WINDOW}'))"
+            f"WHERE o.published_at IS NOT NULL AND ({_NOT_TAKEN_IN} OR (o.kind = 'erasure' "
+            f"AND o.published_at > now() - interval '{_NOTICES_WINDOW}'))"
         )
         return await backlog(connection, events_topic=events_topic)
 
