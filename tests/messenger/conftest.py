@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messenger.app import create_app
 from services.messenger.webhooks.transport import Resolver
+from shared.db import create_engine
 from tests.messenger.messenger_support import MessengerFactory, messenger_settings
 from tests.support.receiver import Receiver
 from tests.support.services import Infra, RunningService, start_service
@@ -45,3 +47,16 @@ async def start_messenger(infra: Infra) -> AsyncIterator[MessengerFactory]:
 @pytest.fixture
 async def messenger(start_messenger: MessengerFactory) -> RunningService:
     return await start_messenger()
+
+
+@pytest.fixture
+async def session(infra: Infra) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction rolled back at the end: other tests never see its rows."""
+    engine = create_engine(infra.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            yield AsyncSession(bind=conn, expire_on_commit=False)
+            await transaction.rollback()
+    finally:
+        await engine.dispose()

@@ -5,10 +5,8 @@ sends it all the same."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -178,19 +176,6 @@ async def test_a_cancel_during_an_attempt_does_not_recall_it_but_stops_its_retry
     assert cancelled["last_error"] == "run ended (merged) before sending"
     assert cancelled["next_attempt_at"] is None
     assert len(hook.for_action(action.action_id)) == 1
-
-
-@pytest.fixture
-async def session(infra: Infra) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction rolled back at the end: other tests never see its rows."""
-    engine = create_engine(infra.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            transaction = await conn.begin()
-            yield AsyncSession(bind=conn, expire_on_commit=False)
-            await transaction.rollback()
-    finally:
-        await engine.dispose()
 
 
 async def _claim(session: AsyncSession, now: datetime) -> list[claims.ClaimedDelivery]:

@@ -4,10 +4,8 @@ whose worker died is picked up again after its lease."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,19 +71,6 @@ async def _make_due_now(infra: Infra, delivery_id: uuid.UUID) -> None:
                 .values(next_attempt_at=now)
             )
             assert result.rowcount == 1, "the retry is not pending a minute ahead"
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def session(infra: Infra) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction rolled back at the end: other tests never see its rows."""
-    engine = create_engine(infra.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            transaction = await conn.begin()
-            yield AsyncSession(bind=conn, expire_on_commit=False)
-            await transaction.rollback()
     finally:
         await engine.dispose()
 
