@@ -124,7 +124,8 @@ class ActionCancelV1(_Record):
 
     Sent by the engine only for a run that emitted at least one action and then *ended early*
     (``reason``: ``exit_when``, ``audience``, ``rule_disabled``, ``rule_version_missing``,
-    ``merged``), never for one that completed its steps. Key = ``customer_key`` (the run's
+    ``merged``), or that completed at a send and then met an ``exit_when`` event of its rule
+    (reason ``exit_when``; its last send may still be waiting). Key = ``customer_key`` (the run's
     customer), so it follows the run's actions on their partition. ``cancel_id`` is derived
     from the run: a replay sends the same record again, and applying it twice changes
     nothing. An erased customer's deliveries are cancelled by :class:`ErasureV1` instead.

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from services.console.security import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
-from shared.envelope import EventV1
+from shared.envelope import ActionCancelV1, EventV1
 from tests.console.console_support import (
     System,
     csrf_of,
@@ -20,7 +21,7 @@ from tests.console.console_support import (
     signed_in,
     unique,
 )
-from tests.messenger.messenger_support import FAST_SCHEDULE, wait_delivery
+from tests.messenger.messenger_support import FAST_SCHEDULE, make_action, produce, wait_delivery
 from tests.support.receiver import eventually
 from tests.support.services import ADMIN_TOKEN
 from tests.trigger_engine.engine_support import event
@@ -307,6 +308,37 @@ async def test_dead_delivery_is_listed_and_replayed(stack: System) -> None:
         assert bulk.status_code == 303
         after = await client.get(bulk.headers["location"])
     assert "Replayed 0 deliveries (dead)" in after.text
+
+
+async def test_deliveries_cancelled_by_their_run_can_be_replayed_in_bulk(stack: System) -> None:
+    """A cancellation is the engine's judgement; an operator may still send them."""
+    hook = stack.receiver.hook(*[500] * len(FAST_SCHEDULE))
+    destination = await destination_for(stack, hook, "push")
+    run = unique("run")
+    action = make_action(unique("cancelled"), channel="push", destination=destination)
+    action = action.model_copy(update={"run_id": run})
+    await produce(stack.engine.infra, action)
+    await wait_delivery(stack.messenger, action.action_id, "retrying", timeout=30)
+    cancel = ActionCancelV1(
+        cancel_id=f"cancel_{run}",
+        run_id=run,
+        customer_key=action.customer_key,
+        rule="cart-abandon",
+        reason="exit_when",
+        ended_at=datetime.now(UTC),
+    )
+    await produce(stack.engine.infra, cancel)
+    cancelled = await wait_delivery(stack.messenger, action.action_id, "cancelled", timeout=30)
+    async with signed_in(stack.console) as client:
+        page = await client.get("/deliveries", params={"status": "cancelled"})
+        assert cancelled["id"] in page.text and "Replay all cancelled" in page.text
+        bulk = await client.post(
+            "/deliveries/replay",
+            data={"status": "cancelled", "destination_id": destination, CSRF_FIELD: client.csrf},  # type: ignore[attr-defined]
+        )
+        assert bulk.status_code == 303
+        after = await client.get(bulk.headers["location"])
+    assert "Replayed 1 delivery (cancelled)" in after.text
 
 
 async def test_destination_test_send_reports_the_receivers_answer(stack: System) -> None:

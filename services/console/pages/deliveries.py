@@ -16,7 +16,7 @@ from services.console.web import ApiDep, local_path, redirect, render
 router = APIRouter(prefix="/deliveries", tags=["console"])
 
 STATUSES: Final = ("dead", "retrying", "pending", "delivered", "failed", "suppressed", "cancelled")
-REPLAYABLE: Final = ("dead", "failed", "retrying", "suppressed", "delivered")
+REPLAYABLE: Final = ("dead", "failed", "retrying", "suppressed", "delivered", "cancelled")
 
 
 @router.get("", response_class=HTMLResponse)
