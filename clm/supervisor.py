@@ -288,12 +288,13 @@ class Stack:
             self.pruned_at = self.clock()
             try:
                 asyncio.run(self._on_database(recovery.prune))
-            except (OSError, asyncpg.PostgresError) as exc:  # tried again next time
+            except (OSError, asyncpg.PostgresError) as exc:  # (TimeoutError too) next time
                 log.warning("could not prune the event journal", extra={"error": repr(exc)})
 
     async def _on_database(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         assert self.database_url is not None
-        connection = await asyncpg.connect(self.database_url, timeout=5)
+        # Bounded both ways: a stopped PostgreSQL must not hold the supervisor's loop.
+        connection = await asyncpg.connect(self.database_url, timeout=5, command_timeout=10)
         try:
             return await call(connection)
         finally:
