@@ -25,6 +25,7 @@ from pydantic_settings import SettingsConfigDict
 
 from clm.runtime import SERVICES, prepare_all
 from clm.supervisor import Stack
+from services.trigger_engine.settings import EngineSettings
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -183,6 +184,7 @@ def run(settings: RunSettings) -> int:
         kafka_port=settings.kafka_port,
         topic_config=settings.topic_config(),
         drain_timeout=settings.drain_timeout,
+        handoff_topic=EngineSettings().handoff_topic,
     )
     try:
         database_url = stack.database_url = settings.database_url or stack.start_postgres()

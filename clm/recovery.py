@@ -43,9 +43,6 @@ from shared.kafka.admin import TopicConfig, ensure_topics
 
 log = logging.getLogger("clm.recovery")
 
-#: The engine's hand-off topic (``CLM_HANDOFF_TOPIC``'s default).
-HANDOFF_TOPIC = "clm.engine.handoff"
-
 #: Rows published at a time.
 _CHUNK = 5000
 
@@ -167,23 +164,16 @@ async def _publish_journal(
         total += len(rows)
 
 
-@dataclass(frozen=True)
-class Recovered:
-    events: int
-    handoffs: int
-    #: actions the engine publishes again when it starts
-    actions: int
-
-
 async def recover(
     database_url: str,
     bootstrap: str,
     topic_config: TopicConfig,
     *,
+    handoff_topic: str,
     events_topic: str = topics.EVENTS,
-    handoff_topic: str = HANDOFF_TOPIC,
-) -> Recovered:
-    """See the module: run while no service runs, on a broker that has just started empty."""
+) -> None:
+    """See the module: run while no service runs, on a broker that has just started empty.
+    The log says how much was published again (the actions: by the engine, at its start)."""
     await ensure_topics(bootstrap, topic_config, names=(*topics.ALL, handoff_topic))
     connection = await asyncpg.connect(database_url)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -197,10 +187,8 @@ async def recover(
     finally:
         await producer.stop()
         await connection.close()
-    recovered = Recovered(events=events, handoffs=handoffs, actions=waiting.actions)
     if events or handoffs or waiting.actions:
         log.warning(
             "published again what the broker had lost",
             extra={"events": events, "handoffs": handoffs, "actions": waiting.actions},
         )
-    return recovered

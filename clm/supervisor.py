@@ -40,6 +40,7 @@ import asyncpg
 
 from clm import recovery
 from clm.runtime import SERVICES, EmbeddedKafka, EmbeddedPostgres, ServiceSpec, reap_orphans
+from services.trigger_engine.stream import handoff
 from shared.kafka.admin import TopicConfig
 
 log = logging.getLogger("clm.supervisor")
@@ -173,12 +174,15 @@ class Stack:
         kafka_port: int,
         topic_config: TopicConfig,
         drain_timeout: float = 30.0,
+        handoff_topic: str = handoff.TOPIC,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.data_dir = data_dir
         self.kafka_port = kafka_port
         self.topic_config = topic_config
         self.drain_timeout = drain_timeout
+        #: the engine's internal topic (``CLM_HANDOFF_TOPIC``), refilled with the others
+        self.handoff_topic = handoff_topic
         self.clock = clock
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
@@ -223,7 +227,14 @@ class Stack:
     def recover(self) -> None:
         """The embedded broker has just started, empty: refill it (``clm.recovery``)."""
         assert self.kafka is not None and self.database_url is not None
-        asyncio.run(recovery.recover(self.database_url, self.kafka.bootstrap, self.topic_config))
+        asyncio.run(
+            recovery.recover(
+                self.database_url,
+                self.kafka.bootstrap,
+                self.topic_config,
+                handoff_topic=self.handoff_topic,
+            )
+        )
 
     def _restart_kafka(self) -> None:
         """Its clients stopped first, so that nothing is produced or consumed until what the
