@@ -116,7 +116,7 @@ class EmbeddedPostgres:
 
         become_subreaper()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = postgres_server.get_server(self.data_dir, cleanup_mode=self.cleanup)
+        self._server = _tuned_server(postgres_server, self.data_dir, cleanup=self.cleanup)
         admin_uri: str = self._server.get_uri()
         asyncio.run(_create_database(admin_uri, DATABASE))
         uri: str = self._server.get_uri(DATABASE)
@@ -161,16 +161,49 @@ class EmbeddedPostgres:
 
 #: Server settings for the engine's write pattern (many small rows per transaction, the
 #: same customer rows rewritten batch after batch): checkpoints far enough apart that a
-#: page is not logged whole again and again, and compressed full-page images. Durability is
-#: untouched (``fsync``, ``synchronous_commit`` and ``full_page_writes`` stay on). The same
-#: settings suit an external server; see the trigger engine's README.
+#: page is not logged whole again and again, compressed full-page images, and buffers that
+#: hold the working set of a few hundred thousand customers (128 MB, PostgreSQL's default,
+#: makes backends evict and write dirty pages themselves). Durability is untouched
+#: (``fsync``, ``synchronous_commit`` and ``full_page_writes`` stay on). The same settings
+#: suit an external server; see the trigger engine's README.
 SERVER_SETTINGS: dict[str, str] = {
+    "shared_buffers": "512MB",
     "max_wal_size": "4GB",
     "min_wal_size": "256MB",
     "checkpoint_timeout": "15min",
     "checkpoint_completion_target": "0.9",
     "wal_compression": "on",
 }
+
+#: The file of :data:`SERVER_SETTINGS` in the data directory, included by postgresql.conf.
+SETTINGS_FILE = "clm.conf"
+
+
+def write_server_settings(data_dir: Path) -> None:
+    """Write :data:`SERVER_SETTINGS` beside postgresql.conf and include them from it, so that
+    they hold from the server's start (``shared_buffers`` can only be set then)."""
+    lines = [f"{name} = '{value}'" for name, value in SERVER_SETTINGS.items()]
+    (data_dir / SETTINGS_FILE).write_text("\n".join(["# written by clm", *lines, ""]))
+    conf = data_dir / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{include}\n")
+
+
+def _tuned_server(postgres_server: Any, data_dir: Path, *, cleanup: str) -> Any:
+    """``postgres_server.get_server(data_dir)``, with :func:`write_server_settings` applied
+    between initdb and the server's start."""
+
+    class TunedServer(postgres_server.PostgresServer):  # type: ignore[misc]
+        def ensure_pgdata_inited(self) -> None:
+            super().ensure_pgdata_inited()
+            write_server_settings(self.pgdata)
+
+    pgdata = data_dir.expanduser().resolve()
+    pgdata.mkdir(exist_ok=True)
+    running = postgres_server.PostgresServer._instances.get(pgdata)
+    return running if running is not None else TunedServer(pgdata, cleanup_mode=cleanup)
 
 
 async def _create_database(admin_uri: str, name: str) -> None:
@@ -179,8 +212,10 @@ async def _create_database(admin_uri: str, name: str) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             await conn.execute(f'CREATE DATABASE "{name}"')
-        for setting, value in SERVER_SETTINGS.items():
-            await conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+        # Data directories of earlier versions set these with ALTER SYSTEM, which would
+        # override the file: the file is the one place now.
+        for setting in SERVER_SETTINGS:
+            await conn.execute(f"ALTER SYSTEM RESET {setting}")
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()

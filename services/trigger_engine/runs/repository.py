@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import NamedTuple
 
 from services.trigger_engine.core.effects import (
     Converted,
@@ -21,12 +17,14 @@ from services.trigger_engine.core.effects import (
     SendDeferred,
     SendSkipped,
 )
-from shared.ids import derive_id
+from shared.ids import derive_text
 
 
-@dataclass(frozen=True)
-class RunRow:
-    id: uuid.UUID
+class RunRow(NamedTuple):
+    """A row of ``engine.run_events``, in the order of the ``engine.run_row`` composite the
+    checkpoint takes (so the tuple is passed as it is); the id is the uuid's text."""
+
+    id: str
     run_id: str
     customer_key: str
     rule_key: str
@@ -56,7 +54,7 @@ def _row(
     if distinct is not None:
         parts.append(distinct)
     return RunRow(
-        id=derive_id("run-record", *parts),
+        id=derive_text("run-record", *parts),
         run_id=effect.run_id,
         customer_key=effect.customer_key,
         rule_key=effect.rule,
@@ -94,7 +92,7 @@ def run_rows(effects: Iterable[Effect]) -> list[RunRow]:
         elif isinstance(effect, EmitAction):
             rows.append(
                 RunRow(
-                    id=derive_id("run-record", effect.run_id, "sent", effect.step),
+                    id=derive_text("run-record", effect.run_id, "sent", effect.step),
                     run_id=effect.run_id,
                     customer_key=effect.customer_key,
                     rule_key=effect.rule,
@@ -107,33 +105,3 @@ def run_rows(effects: Iterable[Effect]) -> list[RunRow]:
                 )
             )
     return rows
-
-
-_INSERT = text(
-    "INSERT INTO engine.run_events "
-    "(id, run_id, customer_key, rule_key, rule_version, kind, holdout, step, detail, at) "
-    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:runs AS text[]), CAST(:keys AS text[]), "
-    "CAST(:rules AS text[]), CAST(:versions AS int[]), CAST(:kinds AS text[]), "
-    "CAST(:holdouts AS bool[]), CAST(:steps AS int[]), CAST(:details AS text[]), "
-    "CAST(:ats AS timestamptz[])) ON CONFLICT (id) DO NOTHING"
-)
-
-
-async def write_run_rows(session: AsyncSession, rows: Sequence[RunRow]) -> None:
-    if not rows:
-        return
-    await session.execute(
-        _INSERT,
-        {
-            "ids": [r.id for r in rows],
-            "runs": [r.run_id for r in rows],
-            "keys": [r.customer_key for r in rows],
-            "rules": [r.rule_key for r in rows],
-            "versions": [r.rule_version for r in rows],
-            "kinds": [r.kind for r in rows],
-            "holdouts": [r.holdout for r in rows],
-            "steps": [r.step for r in rows],
-            "details": [r.detail for r in rows],
-            "ats": [r.at for r in rows],
-        },
-    )

@@ -7,7 +7,6 @@ twice (a batch replayed after a crash) is written once: ``ON CONFLICT DO NOTHING
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -15,15 +14,13 @@ import msgspec
 
 from services.trigger_engine.core.effects import (
     CancelActions,
-    Effect,
     EmitAction,
     StageTransition,
 )
 from services.trigger_engine.core.state import CustomerState, encode_state
 from services.trigger_engine.partitions.watermark import release_at
-from services.trigger_engine.runs.repository import run_rows
 from shared.envelope import Event
-from shared.ids import derive_id
+from shared.ids import derive_text
 
 #: Events kept one row each in ``engine.events`` (the lifecycle metrics read them); the
 #: others go to ``engine.event_log``, one row per customer and checkpoint.
@@ -34,8 +31,9 @@ COMMERCE_EVENTS: Final = frozenset(
 StateRow = tuple[Any, ...]
 
 
-def transition_id(effect: StageTransition) -> uuid.UUID:
-    return derive_id(
+def transition_id(effect: StageTransition) -> str:
+    """The uuid (as text: cheaper, and asyncpg takes it) of the transition's row."""
+    return derive_text(
         "transition",
         effect.customer_key,
         effect.from_stage or "-",
@@ -56,24 +54,6 @@ def transition_row(effect: StageTransition) -> tuple[Any, ...]:
         effect.cause_message_id,
         effect.reactivated,
     )
-
-
-def run_event_rows(effects: Iterable[Effect]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            r.id,
-            r.run_id,
-            r.customer_key,
-            r.rule_key,
-            r.rule_version,
-            r.kind,
-            r.holdout,
-            r.step,
-            r.detail,
-            r.at,
-        )
-        for r in run_rows(effects)
-    ]
 
 
 def outbox_row(action: EmitAction, partition: int) -> tuple[Any, ...]:

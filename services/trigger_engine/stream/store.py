@@ -43,8 +43,15 @@ async def connect(url: str, *, wait_for_flush: bool = True) -> asyncpg.Connectio
     the other connection) is durable only with every earlier commit; and if a server crash
     drops a recent flush, the checkpoint before it is where the replay starts, which makes
     the same action again with the same id. A flush no longer waits for a disk sync (tens to
-    hundreds of milliseconds on a busy disk) before its actions are published."""
-    settings = {"application_name": "clm-trigger-engine-owner"}
+    hundreds of milliseconds on a busy disk) before its actions are published.
+
+    Sequential scans are disabled on both (``enable_seqscan = off``: a penalty, not a ban).
+    Every statement of the owner reads or writes rows by key, and a plan made while a table
+    was small (a fresh install, a back-fill, statistics not analyzed yet) must not scan it
+    once it has grown: a state load planned as a scan of ``engine.customers`` compared every
+    row with each of 2,000 keys (up to a second a call, measured), and re-keying a merge's
+    rows scanned the whole event log at every checkpoint."""
+    settings = {"application_name": "clm-trigger-engine-owner", "enable_seqscan": "off"}
     if not wait_for_flush:
         settings["synchronous_commit"] = "off"
     connection: asyncpg.Connection = await asyncpg.connect(

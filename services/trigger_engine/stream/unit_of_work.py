@@ -30,6 +30,7 @@ from services.trigger_engine.core.merging import merge_states
 from services.trigger_engine.core.state import CustomerState
 from services.trigger_engine.partitions.watermark import release_at
 from services.trigger_engine.runs.outcomes import SendOutcome, send_outcomes
+from services.trigger_engine.runs.repository import run_rows
 from services.trigger_engine.stream.handoff import (
     Forward,
     MergeRequest,
@@ -44,7 +45,6 @@ from services.trigger_engine.stream.rows import (
     cancel_row,
     event_row,
     outbox_row,
-    run_event_rows,
     transition_row,
 )
 from shared.envelope import ErasureV1, Event
@@ -347,7 +347,7 @@ class UnitOfWork:
                 assert isinstance(effect, CancelActions)
                 self.actions.append(cancel_row(effect, part.partition))
         if effects:
-            pending.runs.extend(run_event_rows(effects))
+            pending.runs.extend(run_rows(effects))
             self.outcomes.extend(send_outcomes(effects))
         part.changed(key, grace=self.grace)
 
