@@ -13,7 +13,8 @@
    meanwhile (what limits the rate on a machine with few cores).
 4. With the engine caught up, produces ``Signed Up`` events at a steady rate (the welcome
    play sends at once) and measures event produced -> action published on ``clm.actions``
-   (p50/p99).
+   (p50/p99): right after the catch-up (while the backlog's last checkpoints are written),
+   and again after that (the steady state).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ async def engine_rate(
 
 
 async def latency(
-    bootstrap: str, store: Storefront, *, rate: int, seconds: float
+    bootstrap: str, store: Storefront, *, rate: int, seconds: float, run: int
 ) -> tuple[list[float], int, int]:
     """Produce Signed Up events at ``rate``/s (new customers: the welcome play sends at once
     unless the customer is in its holdout group); return the produce -> publish latencies
@@ -197,7 +198,8 @@ async def latency(
         for i in range(total):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             now = datetime.now(UTC)
-            record = store.record(10_000_000 + i, "Signed Up", now, received=now, prefix=prefix)
+            number = 10_000_000 * (run + 1) + i
+            record = store.record(number, "Signed Up", now, received=now, prefix=prefix)
             if holdout_bucket(WELCOME, record.key.decode()) < welcome_holdout:
                 held += 1
             else:
@@ -321,7 +323,10 @@ async def bench(
         merges = await metric(clients, "clm_engine_merges_total ")
         checkpoints = await metric(clients, "clm_engine_checkpoints_total ")
         states = await metric(clients, "clm_engine_checkpoint_states_total ")
-        lat, held, lost = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds)
+        # Right after the catch-up (the last checkpoints of the backlog are being written),
+        # then again once those are done: the steady state.
+        after = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds, run=0)
+        steady = await latency(bootstrap, store, rate=args.rate, seconds=args.seconds, run=1)
     finally:
         await stop_engines(engines)
 
@@ -352,11 +357,13 @@ async def bench(
         f"checkpoints:       {checkpoints:,.0f}, {states:,.0f} customer states written "
         f"({states / len(records):.2f} per event)"
     )
-    print(
-        f"latency:           event -> action published p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
-        f"p99 {percentile(lat, 0.99) * 1000:.0f} ms ({len(lat)} actions at {args.rate}/s, "
-        f"{held} held out{f', {lost} MISSING' if lost else ''})"
-    )
+    for name, (lat, held, lost) in (("after catch-up", after), ("steady state", steady)):
+        print(
+            f"latency, {name + ':':15} event -> action published "
+            f"p50 {percentile(lat, 0.5) * 1000:.0f} ms, p99 {percentile(lat, 0.99) * 1000:.0f} ms "
+            f"({len(lat)} actions at {args.rate}/s over {args.seconds:.0f} s, {held} held out"
+            f"{f', {lost} MISSING' if lost else ''})"
+        )
 
 
 def main() -> None:

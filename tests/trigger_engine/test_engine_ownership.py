@@ -84,6 +84,66 @@ async def test_a_checkpoint_of_a_superseded_generation_writes_nothing(
     await store.checkpoint(connection, topic, _rows(state, (0, new.generation)), now=_now())
 
 
+async def test_a_checkpoint_bigger_than_a_chunk_is_written_whole_or_not_at_all(
+    connection: asyncpg.Connection, prefix: str
+) -> None:
+    """More states and log rows than one call takes go first, in chunks, in the same
+    transaction: all of them land with the offsets, and a fenced checkpoint writes none."""
+    topic = f"it-chunks-{prefix}"
+    [owner] = await store.claim(connection, topic, [0], count=1, owner="owner")
+    count = store.CHECKPOINT_CHUNK * 2 + 7
+    states = [CustomerState.new(f"{prefix}-{i:05}") for i in range(count)]
+    for state in states:
+        state.profile.cart_adds = 1
+    when = _now()
+    # Log rows of a time no simulation of another test reads (the database is shared).
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    log = [
+        (s.customer_key, 0, i, long_ago, long_ago, long_ago, 1, b"[]") for i, s in enumerate(states)
+    ]
+    # The first customer was merged away in this interval and came back: deleted first,
+    # then written, as the single call does.
+    gone = states[0].customer_key
+    await store.checkpoint(connection, topic, _rows(states[0], (0, owner.generation)), now=when)
+    big = dataclasses.replace(
+        _rows(states[0], (0, owner.generation)),
+        states=[state_row(s, 0, None) for s in states],
+        log=log,
+        removed=[gone],
+    )
+    await store.checkpoint(connection, topic, big, now=when)
+    keys = [s.customer_key for s in states]
+    stored = await connection.fetchval(
+        "SELECT count(*) FROM engine.customers WHERE customer_key = ANY($1)", keys
+    )
+    logged = await connection.fetchval(
+        "SELECT count(*) FROM engine.event_log WHERE customer_key = ANY($1)", keys
+    )
+    assert (stored, logged) == (count, count)
+
+    [new] = await store.claim(connection, topic, [0], count=1, owner="new-owner")
+    for state in states:
+        state.profile.cart_adds = 2
+    zombie = dataclasses.replace(
+        big,
+        states=[state_row(s, 0, None) for s in states],
+        log=[(key, 0, offset + count, *rest) for key, _, offset, *rest in log],
+    )
+    with pytest.raises(store.Fenced):
+        await store.checkpoint(connection, topic, zombie, now=when)
+    rows = await connection.fetch(
+        "SELECT state FROM engine.customers WHERE customer_key = ANY($1)", keys
+    )
+    assert {decode_state(row["state"]).profile.cart_adds for row in rows} == {1}
+    logged = await connection.fetchval(
+        "SELECT count(*) FROM engine.event_log WHERE customer_key = ANY($1)", keys
+    )
+    assert logged == count
+    assert new.generation == owner.generation + 1
+    await connection.execute("DELETE FROM engine.event_log WHERE customer_key = ANY($1)", keys)
+    await connection.execute("DELETE FROM engine.customers WHERE customer_key = ANY($1)", keys)
+
+
 async def test_an_owner_that_lost_its_partition_stops_and_resumes_from_the_checkpoint(
     infra: Infra, engine: Engine, producer: AIOKafkaProducer, prefix: str
 ) -> None:

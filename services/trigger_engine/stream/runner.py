@@ -351,7 +351,12 @@ class Owner:
             m.FOLD_SECONDS.observe(time.perf_counter() - started)
         if self.inflight is not None and self.inflight.done():
             await self._checkpoint_written()  # raises what the checkpoint raised
-        if self.force_checkpoint or time.monotonic() >= self.checkpoint_due:
+        # A checkpoint still being written is not waited for: the next is collected once it
+        # is done. Under load checkpoints then follow each other as fast as PostgreSQL takes
+        # them, each covering more, and the fold never stalls behind a write.
+        if self.inflight is None and (
+            self.force_checkpoint or time.monotonic() >= self.checkpoint_due
+        ):
             await self._checkpoint()
 
     async def _fold(self, unit: UnitOfWork, records: list[ConsumerRecord]) -> None:
