@@ -39,9 +39,11 @@ class EngineSettings(ServiceSettings):
         ge=10,
         description="How often an owner checkpoints its partitions: changed customer states, "
         "stage history, run records and event log rows, with the offsets consumed, in one "
-        "transaction. Reads through the ops API lag the stream by at most this much; a crash "
-        "replays at most this much. (Actions are committed and published right after their "
-        "batch, not at the checkpoint.)",
+        "transaction. The next checkpoint is collected once the last one is written (the "
+        "loop does not wait for it), so under load they come less often and cover more. "
+        "Reads through the ops API lag the stream by about this much plus the time a "
+        "checkpoint takes to write; a crash replays about as much. (Actions are committed "
+        "and published right after their batch, not at the checkpoint.)",
     )
     consumer_fetch_wait_ms: int = Field(
         default=20,
