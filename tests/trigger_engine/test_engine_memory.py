@@ -6,12 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from services.trigger_engine.context import EngineContext
+from shared import topics
+from tests.support.services import Infra
 from tests.trigger_engine.engine_support import Engine, event, eventually, produce
+
+MUG = {"product_id": "p-mug", "price": 25}
 
 
 @pytest.fixture
@@ -52,3 +57,48 @@ async def test_customers_dropped_from_memory_come_back_whole(
         found = await engine.customer(customer)
         assert found is not None
         assert sorted(p["product_id"] for p in found["cart"]["products"]) == ["p1", "p2", "p3"]
+
+
+async def test_an_owner_stops_folding_while_a_slow_checkpoint_holds_too_many_changes(
+    engine: Engine,
+    infra: Infra,
+    producer: AIOKafkaProducer,
+    prefix: str,
+    tiny_memory: EngineContext,
+) -> None:
+    """Changed states stay in memory until a checkpoint has them. While one is stuck in
+    PostgreSQL, the owner folds on only until a quarter of the memory bound (here 2 states)
+    has changed, then waits for it; nothing is lost once it is written."""
+    waits = REGISTRY.get_sample_value("clm_engine_checkpoint_waits_total") or 0
+    blocker = await asyncpg.connect(infra.database_url.replace("+asyncpg", ""))
+    customers = [f"{prefix}-w{n}" for n in range(12)]
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        # The checkpoint's fence updates these rows: the next checkpoint waits for the lock.
+        await blocker.execute(
+            "SELECT 1 FROM engine.partitions WHERE topic = $1 FOR UPDATE", topics.EVENTS
+        )
+        await eventually(lambda: _checkpoint_waiting(blocker), what="a checkpoint on the lock")
+        await produce(producer, *[event(c, "Product Viewed", properties=MUG) for c in customers])
+        await eventually(
+            lambda: _more(REGISTRY.get_sample_value("clm_engine_checkpoint_waits_total"), waits),
+            what="the owner waiting for its checkpoint",
+        )
+        await transaction.rollback()
+    finally:
+        await blocker.close()
+    for customer in customers:
+        await eventually(lambda c=customer: engine.customer(c), what=f"{customer} stored")
+
+
+async def _checkpoint_waiting(connection: asyncpg.Connection) -> bool | None:
+    waiting = await connection.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'SELECT * FROM engine.checkpoint(%'"
+    )
+    return True if waiting else None
+
+
+async def _more(value: float | None, than: float) -> bool | None:
+    return True if (value or 0) > than else None

@@ -86,6 +86,11 @@ RETENTION_OLDEST_AGE = Gauge(
 CHECKPOINTS = Counter(
     "clm_engine_checkpoints_total", "Checkpoints of an owner's partitions (one transaction each)"
 )
+CHECKPOINT_WAITS = Counter(
+    "clm_engine_checkpoint_waits_total",
+    "Times an owner stopped folding until its checkpoint in flight was written, because a "
+    "quarter of CLM_STATE_CACHE_SIZE states had changed since (PostgreSQL is slow)",
+)
 CHECKPOINT_ROWS = Counter(
     "clm_engine_checkpoint_states_total", "Customer states written by checkpoints"
 )

@@ -351,6 +351,12 @@ class Owner:
             m.FOLD_SECONDS.observe(time.perf_counter() - started)
         if self.inflight is not None and self.inflight.done():
             await self._checkpoint_written()  # raises what the checkpoint raised
+        elif self.inflight is not None and self._dirty() > self.settings.state_cache_size // 4:
+            # Changed states cannot leave memory before a checkpoint has them: while
+            # PostgreSQL is slow, stop folding (back-pressure) rather than grow past the
+            # memory bound and the replay a crash would cost.
+            m.CHECKPOINT_WAITS.inc()
+            await self._checkpoint_written()
         # A checkpoint still being written is not waited for: the next is collected once it
         # is done. Under load checkpoints then follow each other as fast as PostgreSQL takes
         # them, each covering more, and the fold never stalls behind a write.
@@ -919,6 +925,9 @@ class Owner:
                 self.connections[connection] = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _dirty(self) -> int:
+        return sum(len(part.dirty) for part in self.parts.values())
 
     def _partition(self, key: str) -> int:
         return handoff.partition_of(key, self.count)
