@@ -330,54 +330,39 @@ _CHECKPOINT = (
 #: which no action of the owner went out. Between chunks the loop goes on.
 CHECKPOINT_CHUNK: Final = 2000
 
-_REMOVE_STATES = "DELETE FROM engine.customers WHERE customer_key = ANY($1::text[])"
-# The statements of ``engine.checkpoint`` (migration 0007) that write states and log rows.
-_WRITE_STATES = """
-INSERT INTO engine.customers AS c (
-  customer_key, partition, state, stage, stage_entered_at, next_release_at, user_id, email,
-  phone, orders, revenue, first_seen_at, last_seen_at, first_order_at, last_order_at,
-  updated_at
-)
-SELECT s.customer_key, s.partition, s.state, s.stage, s.stage_entered_at, s.next_release_at,
-  s.user_id, s.email, s.phone, s.orders, s.revenue, s.first_seen_at, s.last_seen_at,
-  s.first_order_at, s.last_order_at, $2
-FROM unnest($1::engine.state_row[]) AS s
-ON CONFLICT (customer_key) DO UPDATE SET
-  partition = excluded.partition, state = excluded.state, stage = excluded.stage,
-  stage_entered_at = excluded.stage_entered_at, next_release_at = excluded.next_release_at,
-  user_id = excluded.user_id, email = excluded.email, phone = excluded.phone,
-  orders = excluded.orders, revenue = excluded.revenue,
-  first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at,
-  first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
-  updated_at = excluded.updated_at
-"""
-_WRITE_LOG = (
-    'INSERT INTO engine.event_log (customer_key, partition, "offset", first_at, last_at, '
-    "received_at, count, records) SELECT * FROM unnest($1::engine.log_row[]) "
-    "ON CONFLICT DO NOTHING"
-)
-
 
 async def checkpoint(
     connection: asyncpg.Connection, topic: str, rows: CheckpointRows, *, now: datetime
 ) -> Checkpointed:
     """Write ``rows`` and the offsets in one transaction: one call of ``engine.checkpoint``,
-    preceded by chunks of states and log rows when there are more than
-    :data:`CHECKPOINT_CHUNK` (removed customers are deleted first then, as the function
-    does; it checks the fence at the end all the same, so a fenced owner writes nothing)."""
+    preceded, when there are more than :data:`CHECKPOINT_CHUNK` states or log rows, by calls
+    that carry only chunks of them (and, the first, the customers removed: deleted before
+    any state is written, as in one call). Those have no partition marks; the last call
+    checks the fence for all, so a fenced owner writes nothing."""
     if len(rows.states) <= CHECKPOINT_CHUNK and len(rows.log) <= CHECKPOINT_CHUNK:
         return await _checkpoint_call(connection, topic, rows, now=now)
     async with connection.transaction():
-        if rows.removed:
-            await connection.execute(_REMOVE_STATES, rows.removed)
-        states, log = rows.states, rows.log
+        states, log, removed = rows.states, rows.log, rows.removed
         while len(states) > CHECKPOINT_CHUNK or len(log) > CHECKPOINT_CHUNK:
-            if len(states) > CHECKPOINT_CHUNK:
-                await connection.execute(_WRITE_STATES, states[:CHECKPOINT_CHUNK], now)
-                states = states[CHECKPOINT_CHUNK:]
-            if len(log) > CHECKPOINT_CHUNK:
-                await connection.execute(_WRITE_LOG, log[:CHECKPOINT_CHUNK])
-                log = log[CHECKPOINT_CHUNK:]
+            n = CHECKPOINT_CHUNK
+            chunk = CheckpointRows(
+                marks=[],
+                states=states[:n] if len(states) > n else [],
+                removed=removed,
+                links=[],
+                merges=[],
+                transitions=[],
+                runs=[],
+                events=[],
+                log=log[:n] if len(log) > n else [],
+                outbox=[],
+                published=[],
+                erased=[],
+            )
+            await _checkpoint_call(connection, topic, chunk, now=now)
+            states = states[n:] if len(states) > n else states
+            log = log[n:] if len(log) > n else log
+            removed = []
         rest = dataclasses.replace(rows, states=states, log=log, removed=[])
         return await _checkpoint_call(connection, topic, rest, now=now)
 
